@@ -1,0 +1,237 @@
+"""The run configuration shared by every notebook, the runner and the command line.
+
+A notebook's tagged ``parameters`` cell holds exactly the fields of :class:`RunParams`. Every
+field but ``run_dir`` and ``profile`` defaults to ``None``, which means "the profile's value";
+:func:`resolve` merges the profile preset with the values given explicitly and returns the
+frozen :class:`RunConfig` that the code reads. So ``papermill ... -p profile smoke`` gives the
+smoke run, and ``-p lam 0.01`` changes one knob of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cmakit.config import ConfigError, check_keys, from_dict, to_dict
+
+Profile = Literal["smoke", "cpu", "paper"]
+PROFILE_NAMES = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every knob of one cmakit run, fully resolved (no ``None`` left where a value is needed).
+
+    Attributes are grouped by stage; units are steps, pairs, or plain numbers as named.
+    """
+
+    run_dir: str
+    profile: Profile
+    # where the data come from
+    world: str  # embedded-world preset ("smoke" | "cpu"); "" on the paper path
+    model: str  # open_clip architecture name
+    pretrained: str  # "" = pretrain the tiny CLIP on the embedded world; else a tag or a file
+    imagenet_root: str  # paper path: ImageNet-1k root (train/, val/)
+    mos_root: str  # paper path: MOS OoD root (iNaturalist/, SUN/, Places/, Textures/)
+    openood_root: str  # paper path: OpenOOD v1.5 root (benchmark_imglist/, images_*)
+    # fine-tuning
+    seeds: list[int]
+    lam: float  # CMA weight lambda for the "cma" model
+    finetune_epochs: int
+    finetune_max_steps: int  # 0 = no cap
+    finetune_batch_size: int  # global batch (pairs)
+    finetune_lr: float
+    finetune_warmup_steps: int
+    weight_decay: float
+    precision: str  # "fp32" | "bf16"
+    train_prompt: str
+    # evaluation
+    test_prompt: str
+    neg_fraction: float  # share of nouns and of adjectives kept as negative labels
+    neglabel_temperature: float
+    neglabel_groups: int  # groups of the grouped NegLabel score
+    mcm_temperature: float
+    convention: str  # "id_positive" (paper, MOS) | "ood_positive" (OpenOOD v1.5)
+    bootstrap: int  # bootstrap resamples for confidence intervals (0 = none)
+    # lambda ablation
+    ablation_lams: list[float]
+    ablation_seeds: int  # how many of `seeds` the ablation uses
+    # machine
+    device: str
+    threads: int  # torch CPU threads (0 = torch's default)
+    cache_dir: str  # "" = the project's .cache/cmakit (or $CMAKIT_CACHE)
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILE_NAMES:
+            raise ConfigError(
+                f"profile={self.profile!r} is not known; choose one of {list(PROFILE_NAMES)}."
+            )
+        if not self.seeds:
+            raise ConfigError("seeds=[] is empty; give at least one fine-tuning seed, e.g. [0].")
+        if not 0 <= self.lam:
+            raise ConfigError(f"lam={self.lam!r} must be >= 0 (0 is FLYP).")
+        if not 0 < self.neg_fraction <= 1:
+            raise ConfigError(f"neg_fraction={self.neg_fraction!r} must be in (0, 1].")
+        if self.convention not in ("id_positive", "ood_positive"):
+            raise ConfigError(
+                f"convention={self.convention!r} is not known; choose 'id_positive' or 'ood_positive'."
+            )
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision={self.precision!r} must be 'fp32' or 'bf16'.")
+        if not 1 <= self.ablation_seeds <= len(self.seeds):
+            raise ConfigError(
+                f"ablation_seeds={self.ablation_seeds!r} must be between 1 and len(seeds)={len(self.seeds)}."
+            )
+        if any(x < 0 for x in self.ablation_lams):
+            raise ConfigError(f"ablation_lams={self.ablation_lams!r} must all be >= 0.")
+        for name in ("finetune_epochs", "finetune_batch_size", "neglabel_groups"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1.")
+
+    @property
+    def embedded(self) -> bool:
+        """True when the run uses the embedded world (no external weights or data)."""
+        return self.profile != "paper"
+
+
+_COMMON: dict[str, Any] = {
+    "imagenet_root": "",
+    "mos_root": "",
+    "openood_root": "",
+    "weight_decay": 0.1,
+    "precision": "fp32",
+    "train_prompt": "a photo of a {}",
+    "test_prompt": "The nice {}",
+    "neg_fraction": 0.15,
+    "neglabel_temperature": 0.01,
+    "neglabel_groups": 100,
+    "mcm_temperature": 1.0,
+    "convention": "id_positive",
+    "bootstrap": 0,
+    "device": "auto",
+    "threads": 0,
+    "cache_dir": "",
+    "finetune_max_steps": 0,
+}
+
+#: Profile presets: every RunConfig field but run_dir/profile.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        **_COMMON,
+        "world": "smoke",
+        "model": "cmakit-micro",
+        "pretrained": "",
+        "seeds": [0],
+        "lam": 0.1,
+        "finetune_epochs": 1,
+        "finetune_max_steps": 6,
+        "finetune_batch_size": 64,
+        "finetune_lr": 1e-4,
+        "finetune_warmup_steps": 2,
+        "neglabel_groups": 4,
+        "ablation_lams": [0.0, 0.1],
+        "ablation_seeds": 1,
+    },
+    "cpu": {
+        **_COMMON,
+        "world": "cpu",
+        "model": "cmakit-tiny",
+        "pretrained": "",
+        "seeds": [0, 1, 2],
+        "lam": 0.1,
+        "finetune_epochs": 3,
+        "finetune_batch_size": 256,
+        "finetune_lr": 1e-4,
+        "finetune_warmup_steps": 20,
+        "neglabel_groups": 10,
+        "ablation_lams": [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+        "ablation_seeds": 1,
+    },
+    "paper": {
+        **_COMMON,
+        "world": "",
+        "model": "ViT-B-16",
+        "pretrained": "",  # a local OpenAI ViT-B/16 file (or the tag "openai"); required
+        "imagenet_root": "",  # default: $CMAKIT_IMAGENET
+        "mos_root": "",  # default: $CMAKIT_MOS
+        "openood_root": "",  # default: $CMAKIT_OPENOOD
+        "seeds": [0],
+        "lam": 0.001,
+        "finetune_epochs": 10,
+        "finetune_batch_size": 512,
+        "finetune_lr": 1e-5,
+        "finetune_warmup_steps": 500,
+        "ablation_lams": [0.0, 1e-4, 1e-3, 1e-2],
+        "ablation_seeds": 1,
+    },
+}
+
+_ENV_ROOTS = {
+    "imagenet_root": "CMAKIT_IMAGENET",
+    "mos_root": "CMAKIT_MOS",
+    "openood_root": "CMAKIT_OPENOOD",
+}
+
+
+def _params_class() -> type:
+    """Build :class:`RunParams`: the fields of RunConfig, all optional but run_dir/profile."""
+    specs = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "run_dir":
+            specs.append((f.name, str, dataclasses.field(default="runs/cpu")))
+        elif f.name == "profile":
+            specs.append((f.name, str, dataclasses.field(default="cpu")))
+        else:
+            specs.append((f.name, f"{f.type} | None", dataclasses.field(default=None)))
+    cls = dataclasses.make_dataclass("RunParams", specs, frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = (
+        "Notebook parameters: RunConfig's fields, each None = the profile's value "
+        "(run_dir and profile are always given)."
+    )
+    return cls
+
+
+RunParams = _params_class()
+
+
+def resolve(params: dict[str, Any] | None = None, **overrides: Any) -> RunConfig:
+    """Merge a profile preset with explicit parameters into a :class:`RunConfig`.
+
+    Args:
+        params: Flat mapping of :class:`RunParams` fields (a papermill parameters cell, CLI
+            flags); ``None`` values mean "the profile's value".
+        **overrides: More parameters, applied after ``params``.
+
+    Returns:
+        The resolved, validated, frozen configuration. On the paper profile, empty data roots
+        are filled from ``$CMAKIT_IMAGENET``, ``$CMAKIT_MOS`` and ``$CMAKIT_OPENOOD``.
+
+    Raises:
+        ConfigError: an unknown parameter (with the closest valid name), a wrong type or an
+            impossible value.
+    """
+    given = {**(params or {}), **overrides}
+    check_keys(RunParams, given)
+    profile = given.get("profile") or "cpu"
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not known; choose one of {list(PROFILE_NAMES)}.")
+    merged = {**PROFILES[profile], "run_dir": f"runs/{profile}", "profile": profile}
+    merged.update({k: v for k, v in given.items() if v is not None})
+    if profile == "paper":
+        for key, env in _ENV_ROOTS.items():
+            if not merged[key]:
+                merged[key] = os.environ.get(env, "")
+    return from_dict(RunConfig, merged)
+
+
+def params_from_namespace(namespace: dict[str, Any]) -> dict[str, Any]:
+    """Pick the :class:`RunParams` fields out of a notebook's global namespace."""
+    return {f.name: namespace[f.name] for f in dataclasses.fields(RunParams) if f.name in namespace}
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """JSON-ready dict of a resolved configuration."""
+    return to_dict(cfg)
