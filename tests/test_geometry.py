@@ -1,0 +1,164 @@
+"""Geometry: naive oracles, known values, rotation/permutation invariance and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+from cmakit.geometry import (
+    READING,
+    alignment,
+    gap_shift,
+    joint_pca,
+    mean_cosines,
+    modality_gap,
+    uniformity,
+    uniformity_family,
+)
+
+
+def _unit(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d))
+    x[:, 0] += shift  # a cone around e_0, like one CLIP modality
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _rotation(d: int, seed: int = 0) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
+    return q
+
+
+def _naive_log_mean_exp(pairs, t=2.0):
+    vals = [math.exp(-t * float(np.sum((u - v) ** 2))) for u, v in pairs]
+    return math.log(sum(vals) / len(vals))
+
+
+def test_modality_gap_known_values():
+    x = _unit(10, 4, 0)
+    assert modality_gap(x, x) == pytest.approx(0.0, abs=1e-12)
+    e = np.eye(3)
+    assert modality_gap(e[[0, 0]], e[[1, 1, 1]]) == pytest.approx(math.sqrt(2))
+    image, text = _unit(40, 6, 1, shift=3), _unit(30, 6, 2, shift=-3)
+    expected = np.linalg.norm(image.mean(0) - text.mean(0))
+    assert modality_gap(image, text) == pytest.approx(expected, rel=1e-12)
+
+
+def test_alignment_and_uniformity_match_naive():
+    x, y = _unit(12, 5, 3), _unit(12, 5, 4)
+    naive_align = np.mean([np.sum((a - b) ** 2) for a, b in zip(x, y, strict=True)])
+    assert alignment(x, y) == pytest.approx(naive_align, rel=1e-12)
+    naive_align1 = np.mean([np.linalg.norm(a - b) for a, b in zip(x, y, strict=True)])
+    assert alignment(x, y, alpha=1) == pytest.approx(naive_align1, rel=1e-12)
+    naive = _naive_log_mean_exp(itertools.combinations(x, 2))
+    assert uniformity(x) == pytest.approx(naive, rel=1e-12)
+    naive_t = _naive_log_mean_exp(itertools.combinations(x, 2), t=0.5)
+    assert uniformity(x, 0.5) == pytest.approx(naive_t, rel=1e-12)
+    antipodal = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    assert uniformity(antipodal) == pytest.approx(-8.0) and alignment(x, x) == 0.0
+
+
+def test_uniformity_subsamples_deterministically():
+    x = _unit(300, 4, 5)
+    sub = uniformity(x, max_points=100, seed=1)
+    assert sub == uniformity(x, max_points=100, seed=1)
+    assert sub != uniformity(x, max_points=100, seed=2)
+    assert sub == pytest.approx(uniformity(x, max_points=None), abs=0.1)
+
+
+def test_uniformity_family_matches_naive_with_labels():
+    image, text = _unit(9, 5, 6, shift=2), _unit(4, 5, 7, shift=-2)
+    labels_image, labels_text = np.array([0, 1, 2, 3, 0, 1, 2, 3, 9]), np.arange(4)
+    fam = uniformity_family(image, text, labels_image=labels_image, labels_text=labels_text)
+    both = np.concatenate([image, text])
+    cross = list(itertools.product(image, text))
+    matched = [(image[i], text[c]) for i, c in enumerate(labels_image) if c < 4]
+    assert fam["uni_all"] == pytest.approx(-_naive_log_mean_exp(itertools.combinations(both, 2)))
+    assert fam["uni_i"] == pytest.approx(-_naive_log_mean_exp(itertools.combinations(image, 2)))
+    assert fam["uni_t"] == pytest.approx(-_naive_log_mean_exp(itertools.combinations(text, 2)))
+    assert fam["uni_cm"] == pytest.approx(-_naive_log_mean_exp(cross))
+    assert fam["uni_cmm"] == pytest.approx(-_naive_log_mean_exp(matched))
+    assert fam["uni_i"] == pytest.approx(-uniformity(image))
+    assert fam["cos_cm"] == pytest.approx(np.mean(image @ text.T))
+    assert fam["cos_cmm"] == pytest.approx(np.mean([u @ v for u, v in matched]))
+    assert fam["cos_i"] == pytest.approx(
+        np.mean([u @ v for u, v in itertools.combinations(image, 2)])
+    )
+    assert all(fam[k] > 0 for k in fam if k.startswith("uni_"))
+    assert "cmm = matched" in READING
+
+
+def test_uniformity_family_pairs_rows_without_labels():
+    image, text = _unit(6, 4, 8), _unit(6, 4, 9)
+    fam = uniformity_family(image, text)
+    assert fam["uni_cmm"] == pytest.approx(-_naive_log_mean_exp(zip(image, text, strict=True)))
+    cos = mean_cosines(image, text)
+    assert set(cos) == {"cos_i", "cos_t", "cos_cm", "cos_cmm"}
+    assert cos["cos_cmm"] == pytest.approx(np.mean(np.sum(image * text, 1)))
+
+
+def test_rotation_and_permutation_invariance():
+    image, text = _unit(20, 8, 10, shift=2), _unit(20, 8, 11, shift=-2)
+    q, perm = _rotation(8), np.random.default_rng(3).permutation(20)
+    base = uniformity_family(image, text)
+    for img, txt in ((image @ q, text @ q), (image[perm], text[perm])):
+        for key, value in uniformity_family(img, txt).items():
+            assert value == pytest.approx(base[key], rel=1e-9), key
+        assert modality_gap(img, txt) == pytest.approx(modality_gap(image, text), rel=1e-9)
+        assert alignment(img, txt) == pytest.approx(alignment(image, text), rel=1e-9)
+        assert uniformity(img) == pytest.approx(uniformity(image), rel=1e-9)
+
+
+def test_joint_pca_matches_sklearn_and_fixes_signs():
+    a, b = _unit(30, 6, 12, shift=2), _unit(20, 6, 13, shift=-2)
+    (pa, pb), ratio = joint_pca(a, b, n_components=3)
+    ref = PCA(n_components=3).fit(np.concatenate([a, b]))
+    np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-10)
+    ref_proj = ref.transform(np.concatenate([a, b]))
+    np.testing.assert_allclose(np.abs(np.concatenate([pa, pb])), np.abs(ref_proj), atol=1e-10)
+    (qa, qb), _ = joint_pca(-a, -b, n_components=3)  # same axes, so projections flip sign
+    np.testing.assert_allclose(qa, -pa, atol=1e-10)
+    (ra,), _ = joint_pca(torch.from_numpy(a), n_components=1)
+    assert ra.shape == (30, 1) and isinstance(ra, np.ndarray)
+
+
+def test_gap_shift_identity_closure_and_type():
+    image, text = _unit(25, 5, 14, shift=3), _unit(15, 5, 15, shift=-3)
+    i0, t0 = gap_shift(image, text, 0.0)
+    np.testing.assert_allclose(i0, image, atol=1e-12)
+    np.testing.assert_allclose(t0, text, atol=1e-12)
+    i1, t1 = gap_shift(image, text, 1.0)
+    g = image.mean(0) - text.mean(0)
+    expected = (image - g / 2) / np.linalg.norm(image - g / 2, axis=1, keepdims=True)
+    np.testing.assert_allclose(i1, expected, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(t1, axis=1), 1.0)
+    assert modality_gap(i1, t1) < 0.3 * modality_gap(image, text)
+    assert modality_gap(*gap_shift(image, text, -0.5)) > modality_gap(image, text)
+    ti, tt = gap_shift(torch.from_numpy(image), torch.from_numpy(text), 0.5)
+    assert isinstance(ti, torch.Tensor) and isinstance(tt, torch.Tensor)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda x: modality_gap(x, x[:, :3]), "text_emb has dimension D=3, but D=4"),
+        (lambda x: modality_gap(x * 1.01, x), r"image_emb must be L2-normalised .* norm 1.01"),
+        (lambda x: alignment(x, x[:2]), "same number of rows"),
+        (lambda x: uniformity(x[:1]), "No pairs"),
+        (lambda x: uniformity(x, t=0), "t must be a finite number > 0"),
+        (lambda x: uniformity(np.full((3, 4), np.inf)), "x contains 12 non-finite"),
+        (lambda x: uniformity_family(x, x, labels_image=[0] * 5), "both labels_image"),
+        (lambda x: uniformity_family(x, x[:3]), "same number of rows"),
+        (lambda x: joint_pca(x, n_components=9), r"n_components must be in \[1, 4\]"),
+        (lambda x: joint_pca(), "at least one"),
+        (lambda x: gap_shift(x, x, float("nan")), "alpha must be a finite number"),
+        (lambda x: modality_gap(np.empty((0, 4)), x), "image_emb must be non-empty"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(_unit(5, 4, 0))
