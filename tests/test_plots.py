@@ -1,0 +1,121 @@
+"""Every figure builds from small synthetic inputs and saves as non-empty PNG and PDF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from cmakit.plots import (
+    MODEL_COLORS,
+    model_color,
+    plot_auroc_bars,
+    plot_pca_panels,
+    plot_training_curves,
+    save_figure,
+)
+from cmakit.plots_sweeps import _pareto_mask, plot_ablation, plot_gap_shift
+from cmakit.report import OOD_METRICS, build_summary
+
+MODELS = ["zero_shot", "flyp", "cma"]
+SETS = ["ssb_hard", "ninco", "inaturalist"]
+
+
+def _check_saved(fig: Figure, tmp_path, name: str) -> None:
+    assert isinstance(fig, Figure)
+    png, pdf = save_figure(fig, tmp_path / "figs" / name)
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
+    assert sorted(p.name for p in png.parent.iterdir() if p.stem == name) == [
+        f"{name}.pdf",
+        f"{name}.png",
+    ]  # no temporary files left behind
+
+
+@pytest.fixture
+def summary() -> dict:
+    rng = np.random.default_rng(0)
+
+    def result() -> dict:
+        ood = {s: {m: float(rng.uniform(0.1, 0.9)) for m in OOD_METRICS} for s in SETS}
+        return {"id_accuracy": 0.7, "modality_gap": 0.5, "geometry": {}, "ood": {"neglabel": ood}}
+
+    per_seed = {m: [result(), result()] for m in MODELS}
+    groups = {"near": SETS[:2], "far": SETS[2:]}
+    return build_summary("quick", [0, 1], per_seed, [], {}, "id_positive", groups=groups)
+
+
+def test_model_colours_are_fixed():
+    assert model_color("zero_shot") == MODEL_COLORS["zero_shot"]
+    assert model_color("cma") != model_color("flyp")
+    assert model_color("unknown", 0) not in MODEL_COLORS.values()
+
+
+def test_pca_panels(tmp_path):
+    rng = np.random.default_rng(0)
+    layers = {
+        "id_images": (40, 0),
+        "id_texts": (5, 2),
+        "neg_texts": (30, -2),
+        "ood_images": (20, 1),
+    }
+    proj = {m: {k: rng.normal(c, 1, (n, 2)) for k, (n, c) in layers.items()} for m in MODELS}
+    fig = plot_pca_panels(proj, explained=[0.4, 0.2])
+    assert len(fig.axes) == 3 and fig.axes[0].get_xlim() == fig.axes[2].get_xlim()
+    assert fig.axes[1].get_xlabel() == "PC1 (40%)"
+    _check_saved(fig, tmp_path, "pca")
+    with pytest.raises(KeyError, match="Unknown PCA layers"):
+        plot_pca_panels({"cma": {"images": np.zeros((2, 2))}})
+
+
+def test_auroc_bars(tmp_path, summary):
+    fig = plot_auroc_bars(summary, score="neglabel", ood_sets=[*SETS, "near_mean", "far_mean"])
+    ax = fig.axes[0]
+    assert len(ax.patches) == 3 * 5
+    assert "ID positive" in ax.get_title() and "AUROC" in ax.get_title()
+    _check_saved(fig, tmp_path, "auroc")
+
+
+def test_training_curves(tmp_path):
+    hist = {
+        "flyp": [{"step": s, "loss": 2 / (s + 1), "contrastive_loss": 2 / (s + 1), "cma_loss": None,
+                  "lr": 1e-5, "logit_scale": 100.0} for s in range(20)],
+        "cma": [{"step": s, "loss": 1.9 / (s + 1), "contrastive_loss": 2 / (s + 1),
+                 "cma_loss": -0.1, "lr": 1e-5, "logit_scale": 99.0} for s in range(20)],
+    }  # fmt: skip
+    fig = plot_training_curves(hist)
+    assert len(fig.axes) == 4
+    assert len(fig.axes[1].lines) == 3  # two contrastive curves, one CMA term (FLYP has none)
+    _check_saved(fig, tmp_path, "training")
+
+
+def test_gap_shift(tmp_path):
+    x = np.linspace(-1, 1, 9)
+    curves = {
+        m: {"shift": x, "id_accuracy": 0.8 - 0.1 * x**2, "auroc": 0.9 - 0.05 * k * x,
+            "auroc_std": np.full(9, 0.01)}
+        for k, m in enumerate(MODELS)
+    }  # fmt: skip
+    fig = plot_gap_shift(curves)
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "NegLabel AUROC (%)"
+    _check_saved(fig, tmp_path, "gap_shift")
+
+
+def test_ablation(tmp_path):
+    rows = [
+        {"lam": lam, "id_accuracy": acc, "id_accuracy_std": 0.01, "fpr95": fpr, "fpr95_std": 0.02,
+         "modality_gap": gap, "modality_gap_std": 0.01}
+        for lam, acc, fpr, gap in [(0.0, 0.80, 0.30, 0.8), (1e-3, 0.81, 0.25, 0.6),
+                                   (1e-2, 0.78, 0.26, 0.4), (1e-1, 0.70, 0.40, 0.2)]
+    ]  # fmt: skip
+    fig = plot_ablation(rows)
+    gap_ax = fig.axes[1]
+    assert gap_ax.get_xscale() == "symlog"
+    assert [t.get_text() for t in gap_ax.get_xticklabels()][:2] == ["0", "0.001"]
+    _check_saved(fig, tmp_path, "ablation")
+
+
+def test_pareto_mask():
+    fpr = np.array([30.0, 25.0, 26.0, 40.0, 25.0])
+    acc = np.array([80.0, 81.0, 78.0, 70.0, 81.0])
+    assert _pareto_mask(fpr, acc).tolist() == [False, True, False, False, True]
