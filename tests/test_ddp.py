@@ -1,0 +1,94 @@
+"""Two CPU processes (gloo, torchrun) make the same update as one process on the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _cmakit_tiny import tiny_model, tiny_pairs
+
+from cmakit.checkpoint import read_weights
+from cmakit.distributed import gather_with_grad, get_world_size, init_distributed
+from cmakit.embed import EmbeddingCache
+from cmakit.train import TrainConfig, train
+
+torch.set_num_threads(1)
+HERE = Path(__file__).parent
+PARAMS = {
+    "lr": 1e-3, "warmup_steps": 2, "batch_size": 16, "epochs": 2, "lam": 0.05,
+    "num_workers": 0, "progress": False, "device": "cpu",
+}  # fmt: skip
+
+
+def _torchrun(out_dir: Path, params: dict, mode: str = "train") -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(HERE / "_ddp_worker.py"), str(out_dir), json.dumps(params), mode]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _diff(name: str, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |a - b|, leaving out attention key biases.
+
+    Softmax ignores a shift shared by all keys, so the key bias has an identically zero
+    gradient; Adam divides its round-off noise by sqrt(v) + eps and turns it into ±lr steps
+    that differ between any two summation orders. Query and value biases are compared.
+    """
+    if name.endswith("in_proj_bias"):
+        w = a.shape[0] // 3
+        a, b = torch.cat([a[:w], a[2 * w :]]), torch.cat([b[:w], b[2 * w :]])
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accum", [1, 2])
+def test_two_processes_equal_one_process(tmp_path, accum):
+    params = {**PARAMS, "grad_accum_steps": accum}
+    single = tiny_model()
+    train(single, tiny_pairs(64), TrainConfig(**params), out_dir=tmp_path / "one")
+    _torchrun(tmp_path / "two", params)
+    two = read_weights(tmp_path / "two" / "model.pt").state_dict
+    assert two.keys() == single.state_dict().keys()
+    worst = max(_diff(k, two[k], v) for k, v in single.state_dict().items())
+    start = tiny_model().state_dict()
+    moved = max((start[k] - v).abs().max().item() for k, v in single.state_dict().items())
+    assert moved > 1e-3  # the weights did change
+    assert worst < 1e-5, f"largest difference {worst}"
+    history = (tmp_path / "two" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 8  # only rank 0 writes
+
+
+@pytest.mark.slow
+def test_embedding_cache_shards_over_ranks(tmp_path):
+    opts = {"batch_size": 8, "device": "cpu", "num_workers": 0, "progress": False}
+    _torchrun(tmp_path / "two", opts, mode="embed")
+    (written,) = (tmp_path / "two").glob("images-*.npz")
+    images = tiny_pairs(37).tensors[0]
+    data = torch.utils.data.TensorDataset(images, torch.arange(37))
+    one = EmbeddingCache(tmp_path / "one").images(tiny_model(), data, preprocessing="none", **opts)
+    assert (tmp_path / "one" / written.name).exists()  # same key in both runs
+    with np.load(written) as merged:
+        np.testing.assert_array_equal(merged["labels"], np.arange(37))
+        np.testing.assert_allclose(merged["embeddings"], one.embeddings, atol=1e-6)
+
+
+def test_single_process_helpers_are_identity():
+    info = init_distributed("cpu")
+    assert (info.rank, info.world_size, info.is_main, get_world_size()) == (0, 1, True, 1)
+    x = torch.randn(3, 4, requires_grad=True)
+    assert gather_with_grad(x) is x
+
+
+def test_world_size_without_rank_is_an_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ValueError, match="torchrun"):
+        init_distributed("cpu")
