@@ -1,0 +1,141 @@
+"""Tests of tiny-CLIP pretraining on the world: it learns, it is cached, the report is complete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cmakit.config import ConfigError, from_dict
+from cmakit.pretrain import PretrainConfig, cache_root, pretrain_clip, pretrain_config
+from cmakit.world import build_world, world_config
+
+pytestmark = pytest.mark.slow
+
+WORLD = world_config("smoke")
+SMOKE = pretrain_config("smoke", progress=False)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WORLD)
+
+
+@pytest.fixture(scope="module")
+def first(cache, world):
+    return pretrain_clip(WORLD, SMOKE, cache_dir=cache, world=world)
+
+
+def _weights(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_smoke_pretraining_lowers_the_loss(first):
+    model, tokenizer, info = first
+    assert not info["cached"]
+    assert info["steps"] == SMOKE.steps
+    assert info["loss_last"] < info["loss_first"] - 0.1
+    assert type(model).__name__ == "CLIP"  # open_clip's own class
+    assert tokenizer(["a red circle"]).shape == (1, 16)  # the config's short context
+
+
+def test_second_call_loads_the_cache(first, cache):
+    model, _, info = pretrain_clip(WORLD, SMOKE, cache_dir=cache)
+    assert info["cached"] and info["key"] == first[2]["key"]
+    assert torch.equal(_weights(model), _weights(first[0]))
+    files = sorted(p.name for p in (cache / "pretrain").iterdir())
+    assert files == [f"{SMOKE.model}-{info['key']}"]  # no work folders or temp files left
+
+
+def test_split_seed_and_threads_do_not_change_the_key(first, cache):
+    _, _, info = pretrain_clip(
+        world_config("smoke", split_seed=3),
+        pretrain_config("smoke", threads=1, progress=False),
+        cache_dir=cache,
+    )
+    assert info["cached"] and info["key"] == first[2]["key"]
+
+
+@pytest.mark.parametrize(
+    ("wcfg", "pcfg"),
+    [
+        (
+            world_config("smoke", seed=1, n_pretrain=256),
+            pretrain_config("smoke", steps=3, progress=False),
+        ),
+        (WORLD, pretrain_config("smoke", steps=3, progress=False)),
+    ],
+)
+def test_changed_config_is_not_reused(first, cache, wcfg, pcfg):
+    _, _, info = pretrain_clip(wcfg, pcfg, cache_dir=cache)
+    assert not info["cached"] and info["key"] != first[2]["key"]
+
+
+def test_cache_root_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("CMAKIT_CACHE", str(tmp_path))
+    assert cache_root() == tmp_path
+    monkeypatch.delenv("CMAKIT_CACHE")
+    assert cache_root().parts[-2:] == (".cache", "cmakit")
+    assert cache_root(tmp_path / "x") == tmp_path / "x"
+
+
+def test_zero_shot_report(first, world, tmp_path):
+    from cmakit.pretrain import zero_shot_report
+
+    model, tokenizer, info = first
+    summary = zero_shot_report(model, tokenizer, world, out_dir=tmp_path, pretrain_info=info)
+    saved = json.loads((tmp_path / "zero_shot.json").read_text())
+    assert saved["headline"] == summary["headline"]
+    assert 0 <= summary["id_accuracy"] <= 1 and summary["chance"] == 1 / WORLD.num_id_classes
+    assert 0 < summary["modality_gap"]["id_test_vs_prompts"] <= 2
+    assert set(summary["ood"]) == {"near", "far_objects", "far_textures"}
+    for row in summary["ood"].values():
+        assert 0 <= row["neglabel"]["auroc"] <= 1 and 0 <= row["mcm"]["fpr95"] <= 1
+    assert summary["negative_labels"]["count"] > 0
+    assert not any("circle" in p for p in summary["negative_labels"]["prompts"])
+    assert (tmp_path / "zero_shot.png").stat().st_size > 0
+
+
+def test_image_size_mismatch(cache):
+    with pytest.raises(ConfigError, match="16px images but the world has image_size=32"):
+        pretrain_clip(world_config("cpu"), SMOKE, cache_dir=cache)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"stepz": 3}, "Unknown parameter 'stepz'.*steps"),
+        ({"steps": 0}, "steps=0 must be at least 1"),
+        ({"batch_size": 1}, "batch_size=1 must be >= 2"),
+        ({"lr": 0.0}, "lr and max_logit_scale must be > 0"),
+    ],
+)
+def test_bad_pretrain_config(params, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(PretrainConfig, params)
+
+
+def test_world_must_match_its_config(cache, world):
+    with pytest.raises(ConfigError, match="another configuration"):
+        pretrain_clip(world_config("smoke", seed=5), SMOKE, cache_dir=cache, world=world)
+
+
+def test_unknown_model(cache):
+    with pytest.raises(KeyError, match="cmakit-tiny"):
+        pretrain_clip(WORLD, pretrain_config("smoke", model="cmakit-huge"), cache_dir=cache)
+
+
+def test_command_line(first, cache, tmp_path):
+    from cmakit.pretrain import main
+
+    assert main(["--profile", "smoke", "--out", str(tmp_path), "--cache-dir", str(cache)]) == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"zero_shot.json", "zero_shot.png", "world_samples.png"} <= names
+    timings = json.loads((tmp_path / "zero_shot.json").read_text())["timings"]
+    assert timings["pretrain_loaded_from_cache"] and timings["world_s"] > 0

@@ -1,0 +1,223 @@
+"""Tests of the embedded world: determinism, splits, captions, near/far sanity, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from cmakit.config import ConfigError, from_dict
+from cmakit.world import OOD_GROUPS, OOD_SETS, WorldConfig, build_world, lexicon, world_config
+from cmakit.world.concepts import COLOURS, FAMILIES, SHAPE_WORDS, TEXTURE_WORDS, concept_family
+from cmakit.world.render import COLOUR_NAMES, OBJECTS
+from cmakit.world.sanity import max_iou
+
+SMOKE = world_config("smoke")
+SPLITS = ("pretrain", "train", "val", "test", *OOD_SETS)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(SMOKE)
+
+
+def _digest(w) -> str:
+    h = hashlib.sha256()
+    for split in SPLITS:
+        h.update(w.raw_images[split].numpy().tobytes())
+    h.update("\n".join(w.captions).encode())
+    return h.hexdigest()
+
+
+def test_same_seed_gives_same_bytes(world):
+    assert _digest(build_world(SMOKE)) == _digest(world)
+
+
+def test_other_seed_gives_other_world(world):
+    assert _digest(build_world(world_config("smoke", seed=1))) != _digest(world)
+
+
+def test_split_seed_changes_evaluation_samples_only(world):
+    other = build_world(world_config("smoke", split_seed=1))
+    assert torch.equal(other.raw_images["pretrain"], world.raw_images["pretrain"])
+    assert other.captions == world.captions
+    for split in ("train", "test", *OOD_SETS):
+        assert not torch.equal(other.raw_images[split], world.raw_images[split])
+    assert other.config.pretrain_key() == world.config.pretrain_key()
+
+
+def test_shapes_dtypes_and_sizes(world):
+    k, size = SMOKE.num_id_classes, SMOKE.image_size
+    assert world.raw_images["pretrain"].shape == (SMOKE.n_pretrain, 3, size, size)
+    assert world.raw_images["pretrain"].dtype == torch.uint8
+    assert len(world.captions) == SMOKE.n_pretrain
+    assert world.labels("test").shape == (k * SMOKE.n_test_per_class,)
+    assert (
+        torch.bincount(world.labels("train"), minlength=k).tolist() == [SMOKE.n_train_per_class] * k
+    )
+    for name in OOD_SETS:
+        assert world.ood[name].shape[0] == SMOKE.n_ood_per_set
+    x = world.images("val")
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 1.5
+
+
+def test_concepts_of_splits_are_disjoint(world):
+    id_set = set(world.id_classnames)
+    assert {c for s in ("train", "val", "test") for c in world.concepts[s]} == id_set
+    seen = [set(world.concepts[name]) for name in OOD_SETS]
+    for a in range(len(seen)):
+        assert not seen[a] & id_set
+        for b in range(a + 1, len(seen)):
+            assert not seen[a] & seen[b]
+    # every OoD concept also occurs in pretraining, as ImageNet's OoD sets occur in CLIP's data
+    assert set(world.concepts["pretrain"]) >= set().union(*seen) | id_set
+
+
+def test_no_image_is_shared_between_splits(world):
+    owner = {}
+    for split in SPLITS:
+        for row in world.raw_images[split]:
+            key = hashlib.sha1(row.numpy().tobytes()).hexdigest()
+            assert owner.setdefault(key, split) == split, (
+                f"image shared by {owner[key]} and {split}"
+            )
+
+
+def test_labels_match_concepts(world):
+    for split in ("train", "val", "test"):
+        names = [world.id_classnames[k] for k in world.labels(split).tolist()]
+        assert names == world.concepts[split]
+
+
+def test_captions_name_the_concept_and_its_colour(world):
+    s = world.scenes["pretrain"]
+    colour_of = {w: c for c, (_, words) in COLOURS.items() for w in words}
+    for i, caption in enumerate(world.captions):
+        words = set(re.findall(r"[a-z\-]+", caption))
+        concept = world.concepts["pretrain"][i]
+        if concept in TEXTURE_WORDS:
+            assert words & set(TEXTURE_WORDS[concept][0] + TEXTURE_WORDS[concept][1]), caption
+            assert (s.concept[i] < 0).all()
+            continue
+        assert OBJECTS[s.concept[i, 0]] == concept
+        assert words & set(SHAPE_WORDS[concept]), caption
+        present = {
+            COLOUR_NAMES[c] for c, o in zip(s.colour[i], s.concept[i], strict=True) if o >= 0
+        }
+        named = {colour_of[w] for w in words if w in colour_of}
+        assert named <= present, caption
+
+
+def test_every_word_names_one_thing():
+    owners: dict[str, str] = {}
+    tables = [SHAPE_WORDS, {k: v[0] + v[1] for k, v in TEXTURE_WORDS.items()}]
+    tables.append({k: v[1] for k, v in COLOURS.items()})
+    for table in tables:
+        for concept, words in table.items():
+            for w in words:
+                assert owners.setdefault(w, concept) == concept, (
+                    f"{w!r} names {owners[w]} and {concept}"
+                )
+
+
+def test_lexicon_covers_the_world():
+    lex = lexicon()
+    words = [w for w, _ in lex]
+    assert len(words) == len(set(words))
+    assert {p for _, p in lex} == {"noun", "adj"}
+    assert set(OBJECTS) <= set(words)
+    non_id = set(words) - {w for c in SMOKE.id_classnames for w in SHAPE_WORDS[c]}
+    assert len(non_id) > 50
+
+
+@pytest.mark.parametrize("cfg", [world_config("cpu"), SMOKE])
+def test_near_and_far_sets_are_what_they_claim(cfg):
+    id_family = {concept_family(c) for c in cfg.id_classnames}
+    assert {concept_family(c) for c in cfg.near_classes} <= id_family
+    assert not {concept_family(c) for c in cfg.far_object_classes} & (id_family | {"texture"})
+    assert {concept_family(c) for c in cfg.far_texture_classes} == {"texture"}
+    assert OOD_GROUPS == {"near": ["near"], "far": ["far_objects", "far_textures"]}
+    # no OoD object is an ID object rotated, rescaled or recoloured (colour is not in the mask)
+    for ood in cfg.near_classes + cfg.far_object_classes:
+        for idc in cfg.id_classnames:
+            assert max_iou(idc, ood) < 0.85, (ood, idc)
+    assert max_iou("circle", "circle") > 0.99  # the check does detect a disguised ID class
+
+
+def test_texture_images_have_no_object(world):
+    s = world.scenes["far_textures"]
+    assert (s.concept < 0).all() and (s.texture >= 0).all()
+    for name in ("near", "far_objects", "test"):
+        s = world.scenes[name]
+        assert (s.concept[:, 0] >= 0).all() and (s.concept[:, 1:] < 0).all()
+
+
+def test_datasets(world):
+    def tok(texts):
+        return torch.tensor([[len(t), 1, 2] for t in texts])
+
+    images, tokens = world.pretrain_dataset(tok).tensors
+    assert images.dtype == torch.float32 and tokens.shape == (SMOKE.n_pretrain, 3)
+    assert world.pretrain_dataset(tok, uint8=True).tensors[0].dtype == torch.uint8
+    images, tokens = world.id_dataset("train", tok, "a photo of a {}").tensors
+    expect = [len(f"a photo of a {world.id_classnames[k]}") for k in world.labels("train").tolist()]
+    assert tokens[:, 0].tolist() == expect
+    with pytest.raises(KeyError, match="valid splits"):
+        world.images("imagenet")
+    with pytest.raises(KeyError, match="ID splits"):
+        world.labels("near")
+
+
+def test_figure(world, tmp_path):
+    from cmakit.world.figure import plot_world_samples
+
+    paths = plot_world_samples(world, tmp_path / "samples.png", n_per_split=4)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(
+        p.stat().st_size > 0 for p in paths
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_pretrain": 100, "image_szie": 32}, "Unknown parameter 'image_szie'.*image_size"),
+        (
+            {"id_classes": ["circle", "square"], "num_id_classes": 2, "near_classes": ["circle"]},
+            r"\['circle'\] are listed both as ID and as OoD",
+        ),
+        ({"id_classes": ["oval", "square"], "num_id_classes": 2}, "both as ID and as OoD"),
+        ({"num_id_classes": 11}, "num_id_classes=11 exceeds the 10 ID shapes"),
+        ({"id_classes": ["circle"], "num_id_classes": 3}, "make them agree"),
+        ({"n_test_per_class": 0}, "n_test_per_class=0 must be at least 1"),
+        ({"n_pretrain": 0}, "n_pretrain=0 must be at least 1"),
+        ({"n_ood_per_set": -5}, "must be at least 1"),
+        ({"near_classes": []}, "near_classes is empty"),
+        ({"near_classes": ["ovall"]}, "unknown concept 'ovall'"),
+        ({"far_object_classes": ["pentagon"]}, "family other than the ID family"),
+        ({"far_texture_classes": ["key"]}, "'key', which is not a texture"),
+        ({"far_texture_classes": ["stripes", "house"]}, "listed in two OoD sets|not a texture"),
+        ({"near_classes": ["key"]}, "near-OoD must share the ID family"),
+        ({"texture_frac": 0.7, "multi_object_frac": 0.5}, "must not exceed 1"),
+        ({"image_size": 4}, "image_size=4"),
+        ({"min_scale": 0.05}, "min_scale=0.05"),
+        ({"pattern_prob": 1.5}, "pattern_prob=1.5 must be in"),
+        ({"n_pretrain": "many"}, "must be an integer"),
+    ],
+)
+def test_bad_input_fails_before_generation(params, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(WorldConfig, params)
+
+
+def test_unknown_profile():
+    with pytest.raises(KeyError, match="valid"):
+        world_config("gpu-huge")
+
+
+def test_families_are_disjoint():
+    members = [set(m) for m in FAMILIES.values()]
+    assert sum(len(m) for m in members) == len(set().union(*members))
+    assert np.all([concept_family(c) == "geometric" for c in world_config("cpu").id_classnames])
