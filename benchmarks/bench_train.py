@@ -1,7 +1,7 @@
 """CPU training throughput of the trainer on a tiny-world-sized model, and the CMA term's cost.
 
 Prints:
-  * pairs/s of :func:`cmakit.train.train` (TensorDataset fast path, history and a checkpoint
+  * pairs/s of :func:`cmakit.trainer.train` (TensorDataset fast path, history and a checkpoint
     included) for FLYP (lam=0) and CMA (lam=0.001);
   * pairs/s of the bare optimizer step (the same code path, without the run-folder bookkeeping);
   * the share of a training step spent in the loss, and in the CMA regulariser on top of the
@@ -23,7 +23,7 @@ import torch
 
 from cmakit.losses import CMALoss
 from cmakit.models import register_model_configs
-from cmakit.train import TrainConfig, _Stepper, train
+from cmakit.trainer import TrainConfig, _Stepper, train
 
 log = logging.getLogger("bench_train")
 FALLBACK = {  # the world's tiny architecture, if its JSON file is not there

@@ -48,10 +48,14 @@ _EXPORTS: dict[str, str] = {
     "paper_table": "cmakit.paper",
     # models, training, data, embeddings
     "load_clip": "cmakit.models",
-    "TrainConfig": "cmakit.train",
-    "train": "cmakit.train",
+    "TrainConfig": "cmakit.trainer",
+    "train": "cmakit.trainer",
     "encode_images": "cmakit.embed",
     "encode_texts": "cmakit.embed",
+    # the embedded world
+    "build_world": "cmakit.world",
+    "world_config": "cmakit.world",
+    "pretrain_clip": "cmakit.pretrain",
     # configuration
     "from_dict": "cmakit.config",
     "ConfigError": "cmakit.config",

@@ -150,7 +150,7 @@ def _take(cls: type, ns: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cmakit.train import TrainConfig
+    from cmakit.trainer import TrainConfig
 
     parser = argparse.ArgumentParser(prog="cmakit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
@@ -166,11 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(ns: argparse.Namespace) -> dict[str, Any]:
-    """``train``: ImageNet train split with class prompts -> :func:`cmakit.train.train`."""
+    """``train``: ImageNet train split with class prompts -> :func:`cmakit.trainer.train`."""
     from cmakit.data import PromptPairs, imagenet_classnames, imagenet_split, paper_transform
     from cmakit.io import write_json
     from cmakit.models import load_clip
-    from cmakit.train import TrainConfig, train
+    from cmakit.trainer import TrainConfig, train
 
     run, cfg = _take(TrainRun, ns), _take(TrainConfig, ns)
     model, _, tokenizer = load_clip(run.model, pretrained=run.pretrained, device="cpu")
@@ -191,7 +191,7 @@ def run_train(ns: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cmakit`` and the ``cmakit`` script."""
-    from cmakit.train import TrainConfig
+    from cmakit.trainer import TrainConfig
 
     parser = build_parser()
     ns = parser.parse_args(argv)

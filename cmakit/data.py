@@ -4,7 +4,7 @@ Roots come from arguments or from the environment variables in :data:`ENV_VARS`;
 folder layouts are in :data:`LAYOUTS`. Unreadable images never crash a pass over the data: a
 data set returns a :class:`~cmakit.batching.BadSample` in their place, the collate function
 drops it, and the consumer counts and reports them (:func:`cmakit.embed.encode_images`,
-:func:`cmakit.train.train`).
+:func:`cmakit.trainer.train`).
 """
 
 from __future__ import annotations

@@ -283,10 +283,10 @@ def joint_pca(*arrays, n_components: int = 2) -> tuple[list[np.ndarray], np.ndar
     return [(m - mean) @ axes.T for m in mats], ratio
 
 
-def gap_shift(image_emb, text_emb, alpha: float):
+def gap_shift(image_emb, text_emb, alpha: float, *, gap=None):
     """Move both modalities along the gap by ``alpha`` of the gap, then re-normalise.
 
-    With ``g = mean(image) - mean(text)``: ``image' = normalise(image - alpha/2 * g)`` and
+    With ``g = mean(image) - mean(text)`` (or the given ``gap``): ``image' = normalise(image - alpha/2 * g)`` and
     ``text' = normalise(text + alpha/2 * g)``. ``alpha = 0`` is the identity (up to rounding);
     ``alpha = 1`` makes the two centroids coincide before re-normalising; negative ``alpha``
     widens the gap. Liang et al. shift by a fixed distance along ``g / ||g||`` instead.
@@ -295,6 +295,8 @@ def gap_shift(image_emb, text_emb, alpha: float):
         image_emb: ``[N, D]`` L2-normalised image embeddings.
         text_emb: ``[M, D]`` L2-normalised text embeddings.
         alpha: Finite fraction of the gap to close.
+        gap: Optional ``[D]`` gap vector to use instead of the one of these inputs, so that
+            further sets (OoD images, negative-label texts) move exactly as the ID sets do.
 
     Returns:
         ``(image', text')``, L2-normalised, of the same type (numpy or torch) as the inputs.
@@ -306,7 +308,14 @@ def gap_shift(image_emb, text_emb, alpha: float):
         raise ValueError(f"alpha must be a finite number; got {alpha!r}.")
     image = check_embeddings(image_emb, "image_emb")
     text = check_embeddings(text_emb, "text_emb", dim=image.shape[1])
-    gap = image.mean(0) - text.mean(0)
+    if gap is None:
+        gap = image.mean(0) - text.mean(0)
+    else:
+        gap = torch.as_tensor(np.asarray(gap), dtype=image.dtype)
+        if gap.shape != (image.shape[1],) or not bool(torch.isfinite(gap).all()):
+            raise ValueError(
+                f"gap must be a finite [{image.shape[1]}] vector; got shape {tuple(gap.shape)}."
+            )
     shifted = [image - alpha / 2 * gap, text + alpha / 2 * gap]
     out = []
     for name, s, orig in zip(

@@ -73,6 +73,24 @@ def file_digest(path: str | os.PathLike, *, length: int = 16, chunk: int = 1 << 
     return h.hexdigest()[:length]
 
 
+CACHE_ENV = "CMAKIT_CACHE"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder shared by all runs: ``cache_dir``, else ``$CMAKIT_CACHE``, else the
+    project's ``.cache/cmakit`` (a source checkout: the folder above the package holds a
+    ``pyproject.toml``), else ``~/.cache/cmakit`` (an installed package).
+    """
+    if cache_dir:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():
+        return root / ".cache" / "cmakit"
+    return Path.home() / ".cache" / "cmakit"
+
+
 def resolve_device(device: str = "auto") -> str:
     """Turn ``"auto"`` into ``"cuda"`` when a GPU is visible, else ``"cpu"``.
 

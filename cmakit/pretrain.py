@@ -2,7 +2,7 @@
 
 The model is open_clip's own ``CLIP`` class built from a JSON config in
 ``cmakit/model_configs/`` (the code path of ViT-B/16, scaled down), trained from random
-initialisation by :func:`cmakit.train.train` with ``lam=0`` on (image, caption) pairs: the
+initialisation by :func:`cmakit.trainer.train` with ``lam=0`` on (image, caption) pairs: the
 symmetric contrastive loss with a learnable temperature. The weights are cached under a
 fingerprint of everything that changes them, in a folder shared by all runs, so notebooks and
 later runs load the model instead of pretraining it again.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from cmakit.config import ConfigError, from_dict, to_dict
-from cmakit.io import atomic_path, fingerprint, read_json, resolve_device, write_json
+from cmakit.io import atomic_path, cache_root, fingerprint, read_json, resolve_device, write_json
 from cmakit.world import World, WorldConfig, build_world, world_config
 from cmakit.world.figure import plot_world_samples
 from cmakit.world.report import zero_shot_report
@@ -34,7 +34,6 @@ from cmakit.world.report import zero_shot_report
 log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-CACHE_ENV = "CMAKIT_CACHE"
 
 __all__ = [
     "PRETRAIN_PRESETS",
@@ -56,7 +55,7 @@ class PretrainConfig:
         steps: Optimizer steps (the cosine schedule spans them).
         batch_size: Pairs per step.
         lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay (all parameters, as in :mod:`cmakit.train`).
+        weight_decay: AdamW weight decay (all parameters, as in :mod:`cmakit.trainer`).
         warmup_steps: Linear warm-up steps.
         max_logit_scale: Cap on ``exp(logit_scale)`` (open_clip's 100 for training from scratch).
         seed: Seed of initialisation and data order.
@@ -133,22 +132,6 @@ def _model_config(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The shared cache folder: ``cache_dir``, else ``$CMAKIT_CACHE``, else ``<project>/.cache/cmakit``.
-
-    The project root is the folder above the ``cmakit`` package when it holds a
-    ``pyproject.toml`` (a source checkout); an installed package uses ``~/.cache/cmakit``.
-    """
-    if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    root = Path(__file__).resolve().parent.parent
-    if (root / "pyproject.toml").is_file():
-        return root / ".cache" / "cmakit"
-    return Path.home() / ".cache" / "cmakit"
-
-
 def _check_compatible(world_cfg: WorldConfig, model_cfg: dict[str, Any], name: str) -> None:
     size = model_cfg["vision_cfg"]["image_size"]
     if size != world_cfg.image_size:
@@ -169,8 +152,8 @@ def _new_model(cfg: PretrainConfig) -> tuple[torch.nn.Module, Any]:
 
 
 def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> dict[str, Any]:
-    """Run :func:`cmakit.train.train` (lam=0) on the captions; returns loss and timing facts."""
-    from cmakit.train import TrainConfig, train
+    """Run :func:`cmakit.trainer.train` (lam=0) on the captions; returns loss and timing facts."""
+    from cmakit.trainer import TrainConfig, train
 
     t0 = time.perf_counter()
     data = world.pretrain_dataset(tokenizer, uint8=True)
@@ -194,6 +177,7 @@ def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> d
         "loss_first": sum(losses[:k]) / k,
         "loss_last": sum(losses[-k:]) / k,
         "model_path": str(result.model_path),
+        "history_path": str(result.history_path),
     }
 
 
@@ -259,6 +243,8 @@ def pretrain_clip(
         facts = _train(model, world, tokenizer, pretrain_cfg, work)
     finally:
         torch.set_num_threads(threads)
+    with atomic_path(folder / "history.jsonl") as tmp:
+        shutil.copyfile(facts.pop("history_path"), tmp)
     with atomic_path(weights) as tmp:
         shutil.copyfile(facts.pop("model_path"), tmp)
     shutil.rmtree(work, ignore_errors=True)

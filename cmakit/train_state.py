@@ -1,6 +1,6 @@
 """Run-folder bookkeeping for the trainer: loop position, history, progress bar, checkpoints.
 
-Kept apart from :mod:`cmakit.train` so that the loop reads top to bottom. Only rank 0 writes;
+Kept apart from :mod:`cmakit.trainer` so that the loop reads top to bottom. Only rank 0 writes;
 every rank reads the same checkpoint when resuming.
 """
 

@@ -9,7 +9,7 @@ The lemmas are read with nltk's ``WordNetCorpusReader`` from, in order:
    ``lexnames`` (written atomically), and ``<cache>/nltk_data`` is appended to
    ``nltk.data.path``.
 
-``<cache>`` is ``$CMAKIT_CACHE_DIR``, else ``~/.cache/cmakit``. The candidate list is cached
+``<cache>`` is :func:`cmakit.io.cache_root`. The candidate list is cached
 there as JSON too.
 """
 
@@ -23,7 +23,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from cmakit.io import atomic_path, fingerprint
+from cmakit.io import atomic_path, cache_root, fingerprint
 
 __all__ = ["POS_PRIORITY", "WORDNET_INSTALL_HINT", "cache_dir", "wordnet_candidates"]
 
@@ -55,8 +55,8 @@ _NLTK_POS = {"noun": "n", "adj": "a"}
 
 
 def cache_dir() -> Path:
-    """cmakit's cache folder: ``$CMAKIT_CACHE_DIR`` or ``~/.cache/cmakit``."""
-    return Path(os.environ.get("CMAKIT_CACHE_DIR", Path.home() / ".cache" / "cmakit"))
+    """cmakit's cache folder (:func:`cmakit.io.cache_root`)."""
+    return cache_root()
 
 
 def _lexnames_text() -> str:

@@ -10,7 +10,7 @@ from _cmakit_tiny import tiny_model, tiny_pairs
 
 from cmakit.distributed import init_distributed
 from cmakit.embed import EmbeddingCache
-from cmakit.train import TrainConfig, train
+from cmakit.trainer import TrainConfig, train
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

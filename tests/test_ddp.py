@@ -16,7 +16,7 @@ from _cmakit_tiny import tiny_model, tiny_pairs
 from cmakit.checkpoint import read_weights
 from cmakit.distributed import gather_with_grad, get_world_size, init_distributed
 from cmakit.embed import EmbeddingCache
-from cmakit.train import TrainConfig, train
+from cmakit.trainer import TrainConfig, train
 
 torch.set_num_threads(1)
 HERE = Path(__file__).parent

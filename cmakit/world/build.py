@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cmakit.world.captions import make_captions
-from cmakit.world.concepts import lexicon
+from cmakit.world.concepts import concept_words, lexicon
 from cmakit.world.config import WorldConfig
 from cmakit.world.render import OBJECTS, TEXTURES, Scenes, render_scenes, sample_scenes
 
@@ -97,11 +97,20 @@ class World:
     def _pixels(self, split: str, uint8: bool) -> torch.Tensor:
         return self.raw_images[split] if uint8 else self.images(split)
 
+    def negative_candidates(
+        self, candidates: Sequence[tuple[str, str]] | None = None
+    ) -> list[tuple[str, str]]:
+        """Negative-label candidates: ``candidates`` (default the lexicon) without any word
+        that names an ID class, synonyms included."""
+        id_words = {w for c in self.id_classnames for w in concept_words(c)}
+        pool = self.lexicon if candidates is None else candidates
+        return [(w, p) for w, p in pool if w not in id_words]
+
     def pretrain_dataset(self, tokenizer: Tokenizer, *, uint8: bool = False) -> TensorDataset:
         """``TensorDataset(images [N, 3, H, W], tokens [N, L] long)`` of image-caption pairs.
 
         Images are normalised floats, or the raw ``uint8`` pixels with ``uint8=True`` (4x less
-        memory; :func:`cmakit.train.train` normalises ``uint8`` batches itself).
+        memory; :func:`cmakit.trainer.train` normalises ``uint8`` batches itself).
         """
         return TensorDataset(self._pixels("pretrain", uint8), tokenizer(self.captions).long())
 

@@ -21,38 +21,28 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 
+from cmakit import embed
 from cmakit.config import to_dict
 from cmakit.io import atomic_path, write_json
 from cmakit.world.build import OOD_SETS, World
-from cmakit.world.concepts import SHAPE_WORDS
 from cmakit.world.config import OOD_GROUPS
 
 NEG_PROMPTS = {"noun": "The nice {}", "adj": "This is a {} photo"}
 
 
-@torch.no_grad()
-def encode_images(model: torch.nn.Module, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+def encode_images(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """L2-normalised image embeddings ``[N, D]`` of normalised float images ``[N, 3, H, W]``."""
-    model.eval()
-    out = [
-        model.encode_image(images[i : i + batch], normalize=True)
-        for i in range(0, len(images), batch)
-    ]
-    return torch.cat(out).float()
+    data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
+    return torch.from_numpy(embed.encode_images(model, data, device="cpu", progress=False)[0])
 
 
-@torch.no_grad()
-def encode_texts(
-    model: torch.nn.Module, tokenizer, texts: list[str], batch: int = 1024
-) -> torch.Tensor:
+def encode_texts(model: torch.nn.Module, tokenizer, texts: list[str]) -> torch.Tensor:
     """L2-normalised text embeddings ``[M, D]`` of ``texts``."""
-    model.eval()
-    out = [
-        model.encode_text(tokenizer(texts[i : i + batch]), normalize=True)
-        for i in range(0, len(texts), batch)
-    ]
-    return torch.cat(out).float()
+    return torch.from_numpy(
+        embed.encode_texts(model, tokenizer, texts, device="cpu", progress=False)
+    )
 
 
 def negative_labels(
@@ -78,11 +68,10 @@ def negative_labels(
     """
     from cmakit.mining import mine_negative_labels
 
-    id_words = {w for c in world.id_classnames for w in SHAPE_WORDS.get(c, (c,))}
-    pool = world.lexicon if candidates is None else candidates
+    pool = world.negative_candidates(candidates)
     prompts: list[str] = []
     for pos, template in NEG_PROMPTS.items():
-        words = [w for w, p in pool if p == pos and w not in id_words]
+        words = [w for w, p in pool if p == pos]
         cand = [template.format(w) for w in words]
         idx = mine_negative_labels(encode_texts(model, tokenizer, cand), id_text, keep=keep)
         prompts += [cand[i] for i in idx]

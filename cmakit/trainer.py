@@ -24,11 +24,9 @@ import dataclasses
 import logging
 import math
 import os
-import sys
 import time
-import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -372,17 +370,3 @@ class _Loop:
             bad_samples=len(self.bad),
             bad_paths=tuple(self.bad[:10]),
         )
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``cmakit.train(...)`` run :func:`train` even after this module was imported.
-
-    Importing ``cmakit.train`` binds the *module* to the name ``train`` on the package, which
-    shadows the re-exported function of the same name; calling the module forwards to it.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
