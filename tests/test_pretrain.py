@@ -94,7 +94,7 @@ def test_zero_shot_report(first, world, tmp_path):
     assert saved["headline"] == summary["headline"]
     assert 0 <= summary["id_accuracy"] <= 1 and summary["chance"] == 1 / WORLD.num_id_classes
     assert 0 < summary["modality_gap"]["id_test_vs_prompts"] <= 2
-    assert set(summary["ood"]) == {"near", "far_objects", "far_textures"}
+    assert set(summary["ood"]) == {"near_shapes", "far_objects", "far_textures"}
     for row in summary["ood"].values():
         assert 0 <= row["neglabel"]["auroc"] <= 1 and 0 <= row["mcm"]["fpr95"] <= 1
     assert summary["negative_labels"]["count"] > 0

@@ -139,7 +139,7 @@ def test_near_and_far_sets_are_what_they_claim(cfg):
     assert {concept_family(c) for c in cfg.near_classes} <= id_family
     assert not {concept_family(c) for c in cfg.far_object_classes} & (id_family | {"texture"})
     assert {concept_family(c) for c in cfg.far_texture_classes} == {"texture"}
-    assert OOD_GROUPS == {"near": ["near"], "far": ["far_objects", "far_textures"]}
+    assert OOD_GROUPS == {"near": ["near_shapes"], "far": ["far_objects", "far_textures"]}
     # no OoD object is an ID object rotated, rescaled or recoloured (colour is not in the mask)
     for ood in cfg.near_classes + cfg.far_object_classes:
         for idc in cfg.id_classnames:
@@ -150,7 +150,7 @@ def test_near_and_far_sets_are_what_they_claim(cfg):
 def test_texture_images_have_no_object(world):
     s = world.scenes["far_textures"]
     assert (s.concept < 0).all() and (s.texture >= 0).all()
-    for name in ("near", "far_objects", "test"):
+    for name in ("near_shapes", "far_objects", "test"):
         s = world.scenes[name]
         assert (s.concept[:, 0] >= 0).all() and (s.concept[:, 1:] < 0).all()
 
@@ -168,7 +168,7 @@ def test_datasets(world):
     with pytest.raises(KeyError, match="valid splits"):
         world.images("imagenet")
     with pytest.raises(KeyError, match="ID splits"):
-        world.labels("near")
+        world.labels("near_shapes")
 
 
 def test_figure(world, tmp_path):

@@ -26,13 +26,13 @@ log = logging.getLogger(__name__)
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 ID_SPLITS: tuple[str, ...] = ("train", "val", "test")
-OOD_SETS: tuple[str, ...] = ("near", "far_objects", "far_textures")
+OOD_SETS: tuple[str, ...] = ("near_shapes", "far_objects", "far_textures")
 _SPLIT_CODE = {
     "pretrain": 0,
     "train": 1,
     "val": 2,
     "test": 3,
-    "near": 4,
+    "near_shapes": 4,
     "far_objects": 5,
     "far_textures": 6,
 }
@@ -48,7 +48,7 @@ class World:
         config: The configuration it was built from.
         id_classnames: The K ID class names; ID label ``k`` is ``id_classnames[k]``.
         raw_images: Split name -> ``uint8`` images. Splits: ``pretrain``, ``train``, ``val``,
-            ``test`` and the OoD sets ``near``, ``far_objects``, ``far_textures``.
+            ``test`` and the OoD sets ``near_shapes``, ``far_objects``, ``far_textures``.
         concepts: Split name -> the concept shown by each image (slot 0 for multi-object).
         captions: Pretraining captions, one per pretraining image.
         id_labels: ``train``/``val``/``test`` -> ``[N]`` long labels in ``[0, K)``.
@@ -69,7 +69,7 @@ class World:
 
     @property
     def ood(self) -> dict[str, torch.Tensor]:
-        """OoD set name -> ``uint8`` images (near: ``near``; far: ``far_objects``, ``far_textures``)."""
+        """OoD set name -> ``uint8`` images (near: ``near_shapes``; far: ``far_objects``, ``far_textures``)."""
         return {name: self.raw_images[name] for name in OOD_SETS}
 
     def ood_classnames(self, name: str) -> list[str]:
@@ -164,7 +164,7 @@ def _split(cfg: WorldConfig, split: str) -> tuple[list[str], np.ndarray, np.rand
         k = len(cfg.id_classnames)
         n = k * getattr(cfg, f"n_{split}_per_class")
         return _balanced(rng, cfg.id_classnames, n), np.ones(n, dtype=int), rng
-    names = {"near": cfg.near_classes, "far_objects": cfg.far_object_classes}.get(
+    names = {"near_shapes": cfg.near_classes, "far_objects": cfg.far_object_classes}.get(
         split, cfg.far_texture_classes
     )
     return _balanced(rng, names, cfg.n_ood_per_set), np.ones(cfg.n_ood_per_set, dtype=int), rng

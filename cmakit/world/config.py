@@ -28,7 +28,7 @@ FAR_OBJECTS_DEFAULT: tuple[str, ...] = ("house", "tree", "mushroom", "fish", "fl
 FAR_TEXTURES_DEFAULT: tuple[str, ...] = tuple(FAMILIES["texture"])
 
 # Which OoD sets are near and which far (names of :attr:`World.ood`).
-OOD_GROUPS: dict[str, list[str]] = {"near": ["near"], "far": ["far_objects", "far_textures"]}
+OOD_GROUPS: dict[str, list[str]] = {"near": ["near_shapes"], "far": ["far_objects", "far_textures"]}
 
 # Bumped whenever the generator's code changes what a config renders (cache keys include it).
 GENERATOR_VERSION = 2

@@ -13,7 +13,7 @@ ROW_TITLES = {
     "pretrain": "pretraining (caption)",
     "train": "ID train",
     "test": "ID test",
-    "near": "near-OoD",
+    "near_shapes": "near-OoD",
     "far_objects": "far-OoD objects",
     "far_textures": "far-OoD textures",
 }

@@ -1,0 +1,147 @@
+"""The data of a run, in one shape for both faces of the kit.
+
+A :class:`Benchmark` bundles what fine-tuning and evaluation need: the ID class names, the
+fine-tuning pairs, the ID test images with labels, the OoD sets with their near/far groups, and
+the negative-label candidates. :func:`embedded_benchmark` builds it from the generated world
+(one world per fine-tuning seed: the seed also draws the evaluation samples);
+:func:`paper_benchmark` from ImageNet-1k, MOS and OpenOOD v1.5 folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from cmakit.io import atomic_path, cache_root, fingerprint
+from cmakit.pipeline.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: OpenOOD v1.5's ImageNet groups and the MOS sets (PAPER.md §7).
+PAPER_GROUPS: dict[str, list[str]] = {
+    "near": ["ssb_hard", "ninco"],
+    "far": ["inaturalist", "textures", "openimage_o"],
+    "mos": ["mos_inaturalist", "mos_sun", "mos_places", "mos_textures"],
+}
+
+
+@dataclasses.dataclass
+class Benchmark:
+    """ID task, OoD sets and negative-label candidates of one run (and one seed).
+
+    Attributes:
+        name: Identity of the data (part of embedding-cache keys).
+        classnames: The K ID class names in label order.
+        train_pairs: ``tokenizer, template -> Dataset`` of ``(image, tokens)`` fine-tuning pairs.
+        id_test: ``(image, label)`` data set of the ID test images.
+        ood: OoD set name -> ``(image, label)`` data set (labels unused).
+        groups: ``{"near": [...], "far": [...], ...}`` names of ``ood``.
+        candidates: ``(word, pos)`` negative-label candidates, or None for WordNet.
+        preprocessing: Description of the image transform (part of cache keys).
+    """
+
+    name: str
+    classnames: list[str]
+    train_pairs: Callable[[Callable, str], Dataset]
+    id_test: Dataset
+    ood: dict[str, Dataset]
+    groups: dict[str, list[str]]
+    candidates: list[tuple[str, str]] | None
+    preprocessing: str
+
+
+def _named(ds: TensorDataset, name: str) -> TensorDataset:
+    ds.name = name  # the embedding cache keys data sets by name and size
+    return ds
+
+
+def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | None = None) -> Any:
+    """The embedded world of ``cfg`` whose evaluation samples are drawn with ``seed``.
+
+    Worlds are cached (``<cache>/worlds/<fingerprint>.pt``), so every notebook and every later
+    run loads the same bytes instead of generating them again.
+    """
+    from cmakit.config import to_dict
+    from cmakit.world import build_world, world_config
+
+    wcfg = world_config(cfg.world, **({} if seed is None else {"split_seed": seed}))
+    path = (
+        cache_root(cache_dir or (cfg.cache_dir or None))
+        / "worlds"
+        / f"{fingerprint(to_dict(wcfg))}.pt"
+    )
+    if path.is_file():
+        return torch.load(path, weights_only=False)
+    world = build_world(wcfg)
+    with atomic_path(path) as tmp:
+        torch.save(world, tmp)
+    log.info(
+        "world %s (split_seed=%s) built in %.1f s", cfg.world, seed, sum(world.timings.values())
+    )
+    return world
+
+
+def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
+    """The embedded world's benchmark; ``seed`` draws the ID train/test and OoD samples."""
+    from cmakit.world import OOD_GROUPS
+
+    world = load_world(cfg, seed)
+    tag = f"world-{cfg.world}-{fingerprint(world.config.__repr__())}"
+
+    def train_pairs(tokenizer: Callable, template: str) -> Dataset:
+        return world.id_dataset("train", tokenizer, template)
+
+    test = _named(TensorDataset(world.images("test"), world.labels("test")), f"{tag}-test")
+    ood = {
+        name: _named(TensorDataset(world.images(name), torch.full((len(x),), -1)), f"{tag}-{name}")
+        for name, x in world.ood.items()
+    }
+    return Benchmark(
+        name=tag,
+        classnames=list(world.id_classnames),
+        train_pairs=train_pairs,
+        id_test=test,
+        ood=ood,
+        groups={k: list(v) for k, v in OOD_GROUPS.items()},
+        candidates=world.negative_candidates(),
+        preprocessing=f"world-{world.config.image_size}px-clip-norm",
+    )
+
+
+def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
+    """ImageNet-1k (ID), OpenOOD v1.5 near/far and MOS sets from the configured roots.
+
+    Raises:
+        FileNotFoundError: a missing root, folder or list (the expected layout is shown).
+    """
+    from cmakit import data
+
+    classnames = data.imagenet_classnames()
+    roots = {"imagenet": cfg.imagenet_root or None, "mos": cfg.mos_root or None,
+             "openood": cfg.openood_root or None}  # fmt: skip
+
+    def train_pairs(tokenizer: Callable, template: str) -> Dataset:
+        images = data.imagenet_split("train", roots["imagenet"])
+        return data.PromptPairs(images, tokenizer, classnames, template)
+
+    ood: dict[str, Dataset] = {}
+    for name in PAPER_GROUPS["near"] + PAPER_GROUPS["far"]:
+        ood[name] = data.openood_dataset(name, roots["openood"], transform=preprocess)
+    for name, folder in zip(PAPER_GROUPS["mos"], data.MOS_SETS, strict=True):
+        ood[name] = data.mos_dataset(folder, roots["mos"], transform=preprocess)
+    return Benchmark(
+        name="imagenet1k",
+        classnames=list(classnames),
+        train_pairs=train_pairs,
+        id_test=data.imagenet_split("val", roots["imagenet"], transform=preprocess),
+        ood=ood,
+        groups={k: list(v) for k, v in PAPER_GROUPS.items()},
+        candidates=None,
+        preprocessing="resize224-bicubic-centercrop-openai-norm",
+    )

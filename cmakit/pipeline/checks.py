@@ -1,0 +1,81 @@
+"""Checks of a run's inputs before any notebook starts (the runner's ``--dry-run``).
+
+The embedded profiles need nothing from outside. The paper profile needs the OpenAI ViT-B/16
+weights and the ImageNet-1k, MOS and OpenOOD v1.5 folders; each missing piece is reported with
+the path tried and the expected layout, all at once, so one dry run lists everything to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from cmakit.pipeline.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_run_inputs(cfg: RunConfig) -> None:
+    """Validate what a run will read.
+
+    Raises:
+        FileNotFoundError: on the paper profile, for every missing weights file, data root,
+            folder or image list (one message naming all of them, with the expected layouts).
+        ValueError: an unknown model architecture.
+    """
+    import open_clip
+
+    from cmakit.models import register_model_configs
+
+    register_model_configs()
+    if cfg.model not in open_clip.list_models():
+        raise ValueError(
+            f"model={cfg.model!r} is not an open_clip architecture; cmakit's own: "
+            f"{register_model_configs()}; see open_clip.list_models() for the rest."
+        )
+    if cfg.embedded:
+        return
+    problems = []
+    if not cfg.pretrained:
+        problems.append(
+            "pretrained is empty: give the OpenAI ViT-B/16 weights file "
+            "(--set pretrained=/path/ViT-B-16.pt) or the open_clip tag 'openai' (downloads)."
+        )
+    elif not os.path.isfile(
+        cfg.pretrained
+    ) and cfg.pretrained not in open_clip.list_pretrained_tags_by_model(cfg.model):
+        problems.append(
+            f"pretrained={cfg.pretrained!r} is neither a file nor an open_clip tag of {cfg.model}."
+        )
+    problems += _data_problems(cfg)
+    if problems:
+        raise FileNotFoundError("The paper profile cannot start:\n- " + "\n- ".join(problems))
+    log.info("paper inputs found: weights %s, ImageNet, MOS and OpenOOD v1.5 roots", cfg.pretrained)
+
+
+def _data_problems(cfg: RunConfig) -> list[str]:
+    """Every data set the paper profile reads, opened as the run will open it."""
+    from cmakit import data
+
+    roots = {"imagenet": cfg.imagenet_root or None, "mos": cfg.mos_root or None,
+             "openood": cfg.openood_root or None}  # fmt: skip
+    loaders = [
+        ("imagenet", lambda s=s: data.imagenet_split(s, roots["imagenet"]))
+        for s in ("train", "val")
+    ]
+    loaders += [("mos", lambda n=n: data.mos_dataset(n, roots["mos"])) for n in data.MOS_SETS]
+    loaders += [
+        ("openood", lambda n=n: data.openood_dataset(n, roots["openood"]))
+        for n in ("ssb_hard", "ninco", "inaturalist", "textures", "openimage_o")
+    ]
+    problems, missing_roots = [], set()
+    for kind, load in loaders:
+        if kind in missing_roots:
+            continue
+        try:
+            load()
+        except (FileNotFoundError, ValueError) as err:
+            problems.append(str(err))
+            if "root" in str(err).split("\n")[0]:
+                missing_roots.add(kind)
+    return problems

@@ -1,0 +1,107 @@
+"""Collect a run's results: per-seed records, PCA layers, the summary and its tables.
+
+The notebooks call these to turn the cached embeddings of every (method, seed) into the
+documents of the run folder; each per-seed record is also written as one JSON under
+``metrics/`` so that every number in a table can be traced to a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmakit.io import read_json, write_json
+from cmakit.pipeline import steps
+from cmakit.pipeline.config import RunConfig
+from cmakit.pipeline.evaluate import evaluate
+
+
+def seed_record(cfg: RunConfig, method: str, seed: int) -> dict[str, Any]:
+    """The evaluation of one (method, seed), from its embeddings; cached as JSON."""
+    path = Path(cfg.run_dir) / "metrics" / f"{method}-seed{seed}.json"
+    if path.is_file():
+        return read_json(path)
+    emb = steps.embed(cfg, method, seed)
+    record = evaluate(emb, cfg, steps.benchmark(cfg, seed).groups, seed=seed)
+    write_json(path, record)
+    return record
+
+
+def all_records(cfg: RunConfig) -> dict[str, list[dict[str, Any]]]:
+    """``{method: [record per seed]}`` for zero-shot, FLYP and CMA."""
+    return {m: [seed_record(cfg, m, s) for s in cfg.seeds] for m in steps.METHODS}
+
+
+def pca_projections(
+    embs: dict[str, dict[str, np.ndarray]], *, max_points: int = 400, seed: int = 0
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[float]]]:
+    """Per model, a joint PCA of its four layers (:func:`pca_layers`) onto two axes.
+
+    Returns:
+        ``({model: {layer: [n, 2]}}, {model: [explained variance of axis 1, axis 2]})``.
+    """
+    from cmakit.geometry import joint_pca
+
+    projections, explained = {}, {}
+    for model, emb in embs.items():
+        layers = pca_layers(emb, max_points=max_points, seed=seed)
+        proj, ratio = joint_pca(*layers.values(), n_components=2)
+        projections[model] = dict(zip(layers, proj, strict=True))
+        explained[model] = [float(r) for r in ratio]
+    return projections, explained
+
+
+def pca_layers(
+    emb: dict[str, np.ndarray], *, max_points: int = 400, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The four layers of the PCA figure, each subsampled to ``max_points`` rows (fixed seed).
+
+    Layers: ``id_images``, ``id_texts`` (one prompt per class), ``neg_texts`` and
+    ``ood_images`` (all OoD sets pooled).
+    """
+    rng = np.random.default_rng(seed)
+    ood = np.concatenate([v for k, v in emb.items() if k.startswith("ood/")])
+    layers = {"id_images": emb["id_images"], "id_texts": emb["id_texts"],
+              "neg_texts": emb["neg_texts"], "ood_images": ood}  # fmt: skip
+    return {
+        k: v if len(v) <= max_points else v[np.sort(rng.choice(len(v), max_points, replace=False))]
+        for k, v in layers.items()
+    }
+
+
+def timings(cfg: RunConfig) -> dict[str, Any]:
+    """Seconds per stage recorded so far (``metrics/timings.json``) and per fine-tuning run."""
+    out: dict[str, Any] = {}
+    path = Path(cfg.run_dir) / "metrics" / "timings.json"
+    if path.is_file():
+        out.update(read_json(path))
+    runs = {}
+    for method in ("flyp", "cma"):
+        for seed in cfg.seeds:
+            done = steps.model_dir(cfg, method, seed) / "result.json"
+            if done.is_file():
+                runs[f"{method}-seed{seed}"] = read_json(done)["wall_time_s"]
+    if runs:
+        out["finetune_s"] = runs
+    return out
+
+
+def groups(cfg: RunConfig) -> dict[str, list[str]]:
+    """The near/far (and, on the paper path, MOS) groups of the run's OoD sets."""
+    return steps.benchmark(cfg, cfg.seeds[0]).groups
+
+
+def build_run_summary(cfg: RunConfig, *, write: bool = True) -> dict[str, Any]:
+    """Assemble and validate the run's summary; with ``write``, save ``<run_dir>/summary.json``."""
+    from cmakit.report import build_summary, validate_summary
+
+    summary = build_summary(
+        cfg.profile, cfg.seeds, all_records(cfg), steps.ablation_rows(cfg), timings(cfg),
+        cfg.convention, groups=groups(cfg), aupr_estimator="trapezoid",
+    )  # fmt: skip
+    validate_summary(summary)
+    if write:
+        write_json(Path(cfg.run_dir) / "summary.json", summary)
+    return summary

@@ -1,0 +1,216 @@
+"""Run the notebook pipeline: validate the configuration, then execute each notebook.
+
+``python -m cmakit.pipeline.runner --profile cpu --out runs/cpu`` (what ``bash run_all.sh``
+calls). Parameters are resolved and validated against :class:`~cmakit.pipeline.config.RunConfig`
+before any kernel starts; the notebooks are executed in order with papermill into
+``<run_dir>/notebooks/``; a failing cell stops the run with its error and the path of the
+partially executed notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cmakit.config import ConfigError
+from cmakit.io import read_json, write_json
+from cmakit.pipeline.config import PROFILE_NAMES, RunConfig, config_to_dict, resolve
+
+log = logging.getLogger("cmakit.pipeline")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+
+#: The notebook sequence, in order, and whether each runs on the paper profile.
+NOTEBOOKS: list[tuple[str, bool]] = [
+    ("01_pretrain.ipynb", False),
+    ("02_finetune.ipynb", True),
+    ("03_embed.ipynb", True),
+    ("04_modality_gap.ipynb", True),
+    ("05_geometry.ipynb", True),
+    ("06_lambda_ablation.ipynb", True),
+    ("07_benchmark_tables.ipynb", True),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options of the runner (unknown options are errors)."""
+    p = argparse.ArgumentParser(
+        prog="run_all.sh",
+        description="Run the cmakit notebook pipeline (pretrain, fine-tune, embed, gap, "
+        "geometry, lambda ablation, tables) and leave a run folder with everything it made.",
+    )
+    p.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="default: cpu")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
+    p.add_argument("--seeds", type=int, default=None, help="number of fine-tuning seeds (0..N-1)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one RunConfig field; VALUE is JSON (e.g. --set lam=0.01 --set 'seeds=[0,5]')",
+    )
+    p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (e.g. 04 05)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate configuration and paths, run nothing"
+    )
+    return p.parse_args(argv)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"profile": args.profile}
+    if args.out:
+        out["run_dir"] = args.out
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds {args.seeds} must be >= 1.")
+        out["seeds"] = list(range(args.seeds))
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} must look like KEY=VALUE.")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw  # a bare string
+    return out
+
+
+def notebooks_to_run(cfg: RunConfig, only: list[str] | None) -> list[str]:
+    """Names of the notebooks this run executes, in order."""
+    names = [name for name, on_paper in NOTEBOOKS if cfg.embedded or on_paper]
+    if only:
+        unknown = [o for o in only if not any(n.startswith(o) for n in names)]
+        if unknown:
+            raise ConfigError(f"--only {unknown} matches no notebook; choose from {names}.")
+        names = [n for n in names if any(n.startswith(o) for o in only)]
+    return names
+
+
+def provenance() -> dict[str, Any]:
+    """Package versions and the git commit of the project (for the resolved-config file)."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    versions = {}
+    for pkg in (
+        "cmakit",
+        "torch",
+        "torchvision",
+        "open_clip_torch",
+        "numpy",
+        "scikit-learn",
+        "pandas",
+    ):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    return {
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+
+
+def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
+    """Execute notebooks with papermill; returns wall seconds per notebook.
+
+    Raises:
+        SystemExit: when a notebook fails (after logging the cell's error and the notebook path).
+    """
+    import papermill
+
+    run_dir = Path(cfg.run_dir)
+    params = config_to_dict(cfg)
+    timings: dict[str, float] = {}
+    for name in names:
+        out_nb = run_dir / "notebooks" / name
+        out_nb.parent.mkdir(parents=True, exist_ok=True)
+        log.info("running %s -> %s", name, out_nb)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(NOTEBOOK_DIR / name),
+                str(out_nb),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(PROJECT_ROOT),
+                progress_bar=False,
+                log_output=False,
+            )
+        except papermill.PapermillExecutionError as err:
+            log.error(
+                "notebook %s failed in cell %s: %s: %s\nPartially executed notebook: %s",
+                name,
+                err.exec_count,
+                err.ename,
+                err.evalue,
+                out_nb,
+            )
+            raise SystemExit(1) from None
+        timings[name.removesuffix(".ipynb")] = round(time.perf_counter() - start, 2)
+        log.info("%s done in %.1f s", name, timings[name.removesuffix(".ipynb")])
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bash run_all.sh``."""
+    logging.basicConfig(level=logging.INFO, format="[cmakit] %(message)s")
+    args = parse_args(argv)
+    try:
+        cfg = resolve(_overrides(args))
+        cfg = resolve({**config_to_dict(cfg), "run_dir": str(Path(cfg.run_dir).resolve())})
+        names = notebooks_to_run(cfg, args.only)
+        from cmakit.pipeline.checks import check_run_inputs
+
+        check_run_inputs(cfg)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    if args.dry_run:
+        log.info(
+            "dry run: configuration and inputs are valid; would run %s in %s", names, cfg.run_dir
+        )
+        return 0
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {"config": config_to_dict(cfg), **provenance()})
+    start = time.perf_counter()
+    timings = execute(cfg, names)
+    timings["total"] = round(time.perf_counter() - start, 2)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary = read_json(summary_path)
+        summary["timings"] = {**summary.get("timings", {}), "notebooks_s": timings}
+        write_json(summary_path, summary)
+    log.info("run finished in %.1f s; results in %s", timings["total"], run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The stages the notebooks call: base model, fine-tuning, embeddings, negative labels.
+
+Every stage writes into the run folder (``cfg.run_dir``) and is idempotent: a stage whose
+product exists (a finished ``model.pt``, an embeddings bundle) loads it instead of recomputing,
+so an interrupted run resumes where it stopped and each notebook can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cmakit.io import atomic_path, read_json, write_json
+from cmakit.pipeline.benchmark import Benchmark, embedded_benchmark, paper_benchmark
+from cmakit.pipeline.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: The three models compared everywhere, in display order.
+METHODS: tuple[str, ...] = ("zero_shot", "flyp", "cma")
+
+
+def setup(cfg: RunConfig) -> Path:
+    """Prepare a notebook's process: logging, torch threads, the run folder. Returns run_dir."""
+    logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", force=True)
+    logging.getLogger("cmakit").setLevel(logging.INFO)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.run_dir)
+    for sub in ("figures", "tables", "metrics", "models", "embeddings"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def record_time(cfg: RunConfig, name: str, seconds: float) -> None:
+    """Add ``name: seconds`` to ``<run_dir>/metrics/timings.json``."""
+    path = Path(cfg.run_dir) / "metrics" / "timings.json"
+    timings = read_json(path) if path.is_file() else {}
+    timings[name] = round(float(seconds), 3)
+    write_json(path, timings)
+
+
+def method_lam(cfg: RunConfig, method: str) -> float:
+    """The CMA weight of a fine-tuned method: 0 for FLYP, ``cfg.lam`` for CMA."""
+    lams = {"flyp": 0.0, "cma": cfg.lam}
+    if method not in lams:
+        raise KeyError(f"Unknown fine-tuning method {method!r}; choose one of {list(lams)}.")
+    return lams[method]
+
+
+# ---------------------------------------------------------------- models
+def base_model(cfg: RunConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The zero-shot model: the tiny CLIP pretrained on the world, or the paper's weights.
+
+    Returns:
+        ``(model, tokenizer, info)``; ``info["weights"]`` is the file the weights came from.
+    """
+    if cfg.embedded:
+        from cmakit.pretrain import pretrain_clip, pretrain_config
+        from cmakit.world import world_config
+
+        pcfg = pretrain_config(cfg.world, model=cfg.model)
+        model, tokenizer, info = pretrain_clip(
+            world_config(cfg.world), pcfg, cache_dir=cfg.cache_dir or None
+        )
+        return model, tokenizer, {**info, "weights": str(Path(info["path"]) / "model.pt")}
+    from cmakit.models import load_clip
+
+    model, _, tokenizer = load_clip(cfg.model, pretrained=cfg.pretrained or None, device="cpu")
+    return model, tokenizer, {"weights": cfg.pretrained}
+
+
+def pretrain_history(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-step history of the tiny CLIP's pretraining (kept beside the cached weights)."""
+    return _read_jsonl(Path(info["path"]) / "history.jsonl")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: the run that writes it has not finished.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def model_dir(cfg: RunConfig, method: str, seed: int, lam: float | None = None) -> Path:
+    """Folder of one fine-tuning run (``lam`` given: an ablation point)."""
+    if lam is not None:
+        return Path(cfg.run_dir) / "models" / "ablation" / f"lam{lam:g}-seed{seed}"
+    return Path(cfg.run_dir) / "models" / f"{method}-seed{seed}"
+
+
+def benchmark(cfg: RunConfig, seed: int, preprocess: Any = None) -> Benchmark:
+    """The run's data for ``seed`` (embedded world) or the paper's folders."""
+    if cfg.embedded:
+        return embedded_benchmark(cfg, seed)
+    if preprocess is None:
+        from cmakit.data import paper_transform
+
+        preprocess = paper_transform(224, train=False)
+    return paper_benchmark(cfg, preprocess)
+
+
+def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -> dict[str, Any]:
+    """Fine-tune the zero-shot model with FLYP (lam 0) or CMA; skip if already done.
+
+    Args:
+        cfg: Run configuration (optimiser, schedule, batch, prompts).
+        method: "flyp" or "cma" (``lam`` None), or any label for an ablation point.
+        seed: Seeds data order, initialisation of nothing else (weights start from zero-shot),
+            and the world's evaluation samples.
+        lam: Explicit CMA weight (the lambda ablation); None = the method's.
+
+    Returns:
+        Facts of the run: ``model_path``, ``history_path``, ``wall_time_s``, ``pairs_per_s``,
+        ``final_step``, ``lam``, ``seed``, ``cached``.
+    """
+    from cmakit.trainer import TrainConfig, train
+
+    weight = method_lam(cfg, method) if lam is None else lam
+    out = model_dir(cfg, method, seed, lam)
+    done = out / "result.json"
+    if done.is_file():
+        return {**read_json(done), "cached": True}
+    model, tokenizer, _ = base_model(cfg)
+    model = copy.deepcopy(model).train()
+    data = benchmark(cfg, seed).train_pairs(tokenizer, cfg.train_prompt)
+    tcfg = TrainConfig(
+        lam=weight, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.finetune_warmup_steps, epochs=cfg.finetune_epochs,
+        max_steps=cfg.finetune_max_steps or None, batch_size=cfg.finetune_batch_size,
+        precision=cfg.precision, seed=seed, device=cfg.device,
+        num_workers=0 if cfg.embedded else 8, log_every=max(1, cfg.finetune_max_steps // 10 or 10),
+    )  # fmt: skip
+    result = train(model, data, tcfg, out_dir=out, resume=True, model_name=cfg.model)
+    facts = {
+        "method": method, "lam": weight, "seed": seed, "model_path": str(result.model_path),
+        "history_path": str(result.history_path), "final_step": result.final_step,
+        "wall_time_s": result.wall_time_s, "pairs_per_s": result.pairs_per_s,
+        "bad_samples": result.bad_samples,
+    }  # fmt: skip
+    write_json(done, facts)
+    return {**facts, "cached": False}
+
+
+def load_model(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None):
+    """``(model, tokenizer)`` of a method: the zero-shot model or a fine-tuned one."""
+    from cmakit.checkpoint import load_model_weights
+
+    model, tokenizer, _ = base_model(cfg)
+    if method != "zero_shot" or lam is not None:
+        path = model_dir(cfg, method, seed, lam) / "model.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} does not exist: run the fine-tuning notebook (02_finetune) first."
+            )
+        model = load_model_weights(copy.deepcopy(model), path)
+    return model.eval(), tokenizer
+
+
+def read_history(cfg: RunConfig, method: str, seed: int) -> list[dict[str, Any]]:
+    """Per-step training history of a fine-tuning run (list of row dicts)."""
+    return _read_jsonl(model_dir(cfg, method, seed) / "history.jsonl")
+
+
+# ---------------------------------------------------------------- negative labels
+def negative_labels(cfg: RunConfig) -> list[Any]:
+    """Mine the negative labels once, with the zero-shot (pretrained) text encoder.
+
+    Saved to ``<run_dir>/negative_labels.tsv`` (word, pos, affinity); later calls load it.
+    """
+    from cmakit.negatives import load_negative_labels, mine_negatives, save_negative_labels
+
+    path = Path(cfg.run_dir) / "negative_labels.tsv"
+    if path.is_file():
+        return load_negative_labels(path)
+    model, tokenizer, _ = base_model(cfg)
+    bench = benchmark(cfg, cfg.seeds[0])
+    start = time.perf_counter()
+    labels = mine_negatives(
+        model, tokenizer, bench.classnames, candidates=bench.candidates,
+        keep=cfg.neg_fraction, id_template=cfg.test_prompt, device=cfg.device,
+    )  # fmt: skip
+    save_negative_labels(path, labels)
+    record_time(cfg, "negative_mining_s", time.perf_counter() - start)
+    return labels
+
+
+# ---------------------------------------------------------------- embeddings
+def embeddings_path(cfg: RunConfig, method: str, seed: int, lam: float | None = None) -> Path:
+    tag = f"{method}-seed{seed}" if lam is None else f"ablation-lam{lam:g}-seed{seed}"
+    return Path(cfg.run_dir) / "embeddings" / f"{tag}.npz"
+
+
+def embed(
+    cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
+) -> dict[str, np.ndarray]:
+    """Encode everything the evaluation needs with one model; cached per (model, seed).
+
+    Returns:
+        ``id_images [N, D]``, ``id_labels [N]``, ``id_texts [K, D]`` (test prompt),
+        ``neg_texts [M, D]``, ``logit_scale`` (scalar) and ``ood/<set>`` ``[n, D]`` arrays,
+        all float32 and L2-normalised.
+    """
+    from cmakit.embed import EmbeddingCache
+    from cmakit.negatives import negative_prompts
+
+    path = embeddings_path(cfg, method, seed, lam)
+    if path.is_file():
+        return load_embeddings(path)
+    model, tokenizer = load_model(cfg, method, seed, lam=lam)
+    bench = benchmark(cfg, seed)
+    cache = EmbeddingCache(Path(cfg.run_dir) / "embeddings" / "cache")
+    opts = {"device": cfg.device, "progress": True}
+    workers = {"num_workers": 0 if cfg.embedded else 8}
+    enc = cache.images(model, bench.id_test, preprocessing=bench.preprocessing, **opts, **workers)
+    out = {"id_images": enc.embeddings, "id_labels": enc.labels}
+    prompts = [cfg.test_prompt.format(c) for c in bench.classnames]
+    out["id_texts"] = cache.texts(model, tokenizer, prompts, **opts)
+    out["neg_texts"] = cache.texts(model, tokenizer, negative_prompts(negative_labels(cfg)), **opts)
+    out["logit_scale"] = np.asarray(float(model.logit_scale.exp()), dtype=np.float32)
+    bad = {"id_test": len(enc.bad_paths)}
+    for name, data in bench.ood.items():
+        ood = cache.images(model, data, preprocessing=bench.preprocessing, **opts, **workers)
+        out[f"ood/{name}"], bad[name] = ood.embeddings, len(ood.bad_paths)
+    if any(bad.values()):
+        log.warning("unreadable images skipped while embedding: %s", bad)
+    out["bad_images"] = np.asarray(sum(bad.values()))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **out)
+    return out
+
+
+def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
+    """Read an embeddings bundle written by :func:`embed`."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def ood_sets(emb: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """OoD set name -> image embeddings of a bundle."""
+    return {k.split("/", 1)[1]: v for k, v in emb.items() if k.startswith("ood/")}
+
+
+# ---------------------------------------------------------------- lambda ablation
+def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
+    """Fine-tune with ``lam``, embed, evaluate; one JSON per (lam, seed) makes it resumable.
+
+    λ = 0 and λ = ``cfg.lam`` reuse the FLYP and CMA runs of the same seed.
+
+    Returns:
+        ``{lam, seed, id_accuracy, modality_gap, <score>_<metric>, <score>_<group>_<metric>}``
+        for the MCM and NegLabel scores (averages over all OoD sets and per group).
+    """
+    from cmakit.pipeline.evaluate import evaluate
+
+    path = Path(cfg.run_dir) / "metrics" / "ablation" / f"lam{lam:g}-seed{seed}.json"
+    if path.is_file():
+        return read_json(path)
+    start = time.perf_counter()
+    if lam == 0.0 or lam == cfg.lam:
+        method, point = ("flyp" if lam == 0.0 else "cma"), None
+    else:
+        method, point = f"lam{lam:g}", lam
+    finetune(cfg, method, seed, lam=point)
+    emb = embed(cfg, method, seed, lam=point)
+    result = evaluate(emb, cfg, benchmark(cfg, seed).groups, seed=seed)
+    row: dict[str, Any] = {"lam": float(lam), "seed": seed, "id_accuracy": result["id_accuracy"],
+                           "modality_gap": result["modality_gap"]}  # fmt: skip
+    for score in ("mcm", "neglabel"):
+        per = result["ood"][score]
+        sets = [k for k in per if not k.endswith("_mean")]
+        for metric in ("fpr95", "auroc"):
+            row[f"{score}_{metric}"] = float(np.mean([per[s][metric] for s in sets]))
+            for group in (k for k in per if k.endswith("_mean")):
+                row[f"{score}_{group.removesuffix('_mean')}_{metric}"] = per[group][metric]
+    row["wall_s"] = time.perf_counter() - start
+    write_json(path, row)
+    return row
+
+
+def ablation_rows(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Every finished ablation point of the run (one row per (lam, seed))."""
+    folder = Path(cfg.run_dir) / "metrics" / "ablation"
+    return [read_json(p) for p in sorted(folder.glob("lam*-seed*.json"))]

@@ -1,0 +1,62 @@
+"""The committed notebooks: parameters mirror RunParams, no code definitions, no outputs."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from cmakit.pipeline.config import RunParams
+from cmakit.pipeline.runner import NOTEBOOK_DIR, NOTEBOOKS
+
+PATHS = [NOTEBOOK_DIR / name for name, _ in NOTEBOOKS]
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
+
+
+def test_every_notebook_of_the_sequence_exists():
+    assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(p.name for p in PATHS)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_parameters_cell_equals_run_params(path):
+    tagged = [c for c in _cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    tree = ast.parse(_source(tagged[0]))
+    values = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.dump(node)
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    expected = {f.name: f.default for f in dataclasses.fields(RunParams)}
+    assert list(values) == list(expected)
+    assert values == expected
+    for line in _source(tagged[0]).splitlines():
+        if "=" in line and not line.startswith(" "):
+            assert "#" in line, f"parameter without a comment: {line!r}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_notebooks_are_thin_and_stripped(path):
+    cells = _cells(path)
+    assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        assert cell.get("outputs", []) == [] and cell.get("execution_count") is None
+        tree = ast.parse(_source(cell))
+        for node in ast.walk(tree):
+            assert not isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+            )
+        src = _source(cell)
+        assert "sys.path" not in src and "!pip" not in src and "/work/" not in src

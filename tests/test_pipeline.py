@@ -1,0 +1,136 @@
+"""The notebook pipeline: runner validation, the paper dry run, and the smoke profile end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+
+from cmakit.io import read_json
+from cmakit.pipeline import runner
+from cmakit.report import validate_summary
+
+
+def _leaves(node, path="$"):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def test_unknown_parameter_stops_before_any_kernel(tmp_path, caplog):
+    out = tmp_path / "run"
+    assert runner.main(["--profile", "smoke", "--out", str(out), "--set", "lamda=0.1"]) == 2
+    assert "Did you mean 'lam'" in caplog.text
+    assert not out.exists()
+
+
+def test_bad_value_and_bad_only_are_refused(tmp_path, caplog):
+    assert runner.main(["--out", str(tmp_path / "a"), "--set", "seeds=[]"]) == 2
+    assert "seeds=[] is empty" in caplog.text
+    assert runner.main(["--out", str(tmp_path / "b"), "--only", "99"]) == 2
+    assert "matches no notebook" in caplog.text
+
+
+def test_paper_dry_run_names_every_missing_input(tmp_path, monkeypatch, caplog):
+    for var in ("CMAKIT_IMAGENET", "CMAKIT_MOS", "CMAKIT_OPENOOD"):
+        monkeypatch.delenv(var, raising=False)
+    missing = tmp_path / "nowhere"
+    argv = ["--profile", "paper", "--dry-run", "--set", f"imagenet_root={missing}"]
+    assert runner.main(argv) == 2
+    text = caplog.text
+    assert "pretrained is empty" in text
+    assert str(missing) in text and "train/n01440764" in text  # path tried + layout
+    assert "$CMAKIT_MOS" in text and "benchmark_imglist" in text
+
+
+def test_paper_dry_run_passes_on_a_complete_fixture_tree(tmp_path, caplog):
+    from PIL import Image
+
+    from cmakit.data import MOS_SETS
+
+    img = Image.new("RGB", (8, 8), (10, 20, 30))
+    imagenet = tmp_path / "imagenet"
+    for split in ("train", "val"):
+        for k in range(1000):
+            folder = imagenet / split / f"n{k:08d}"
+            folder.mkdir(parents=True)
+            img.save(folder / "a.png")
+    mos = tmp_path / "mos"
+    for name in MOS_SETS:
+        (mos / name).mkdir(parents=True)
+        img.save(mos / name / "a.png")
+    openood = tmp_path / "openood"
+    lists = openood / "benchmark_imglist" / "imagenet"
+    lists.mkdir(parents=True)
+    for name in ("ssb_hard", "ninco", "inaturalist", "textures", "openimage_o"):
+        (lists / f"test_{name}.txt").write_text(f"{name}/a.png -1\n")
+    weights = tmp_path / "ViT-B-16.pt"
+    weights.write_bytes(b"placeholder: the dry run checks paths only")
+    argv = ["--profile", "paper", "--dry-run", "--set", f"pretrained={weights}",
+            "--set", f"imagenet_root={imagenet}", "--set", f"mos_root={mos}",
+            "--set", f"openood_root={openood}"]  # fmt: skip
+    caplog.set_level(logging.INFO)
+    assert runner.main(argv) == 0, caplog.text
+    assert "dry run: configuration and inputs are valid" in caplog.text
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--profile", "smoke", "--out", str(out), "--set", f"cache_dir={tmp_path / 'cache'}"]
+    assert runner.main(argv) == 0
+    summary = read_json(out / "summary.json")
+    validate_summary(summary)
+    assert summary["profile"] == "smoke" and summary["convention"] == "id_positive"
+    assert set(summary["methods"]) == {"zero_shot", "flyp", "cma"}
+    for method in summary["methods"].values():
+        assert {"mcm", "neglabel", "neglabel_grouped", "msp", "energy"} <= set(method["ood"])
+        assert {"near_mean", "far_mean"} <= set(method["ood"]["neglabel"])
+        assert "auroc_per_seed" in method["ood"]["neglabel"]["far_mean"]
+    for path, value in _leaves(summary):
+        if isinstance(value, float):
+            assert math.isfinite(value), path
+    assert [row["lam"] for row in summary["ablation"]] == [0.0, 0.1]
+    assert summary["timings"]["notebooks_s"]["total"] > 0
+    for name, _ in runner.NOTEBOOKS:
+        executed = json.loads((out / "notebooks" / name).read_text())
+        assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code"), name
+    for stem in ("pca_panels", "gap_shift", "ablation", "training_curves", "auroc_neglabel"):
+        assert (out / "figures" / f"{stem}.png").stat().st_size > 1000, stem
+        assert (out / "figures" / f"{stem}.pdf").is_file(), stem
+    for ext in ("csv", "md", "tex"):
+        assert (out / "tables" / f"benchmark_neglabel.{ext}").is_file()
+    config = read_json(out / "config.json")
+    assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
+    assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2
+
+
+def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):
+    import nbformat
+
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_dir = 'x'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("raise RuntimeError('boom in cell')")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, nb_dir / "02_finetune.ipynb")
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", nb_dir)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        runner.main(["--profile", "smoke", "--out", str(out), "--only", "02"])
+    assert "boom in cell" in caplog.text and "RuntimeError" in caplog.text
+    assert str(out / "notebooks" / "02_finetune.ipynb") in caplog.text
+    assert (out / "notebooks" / "02_finetune.ipynb").is_file()
