@@ -141,14 +141,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "neg_fraction": 0.5,  # the world's lexicon has ~110 candidates, not WordNet's 136k
         "pretrained": "",
         "seeds": [0, 1, 2],
-        "lam": 0.1,
+        "lam": 0.01,  # picked from the ablation grid (the paper's 0.001 barely moves s = 26)
         "finetune_epochs": 10,
         "finetune_batch_size": 128,
-        "finetune_lr": 1e-4,
+        "finetune_lr": 1e-3,
         "finetune_warmup_steps": 20,
         "neglabel_groups": 10,
         "ablation_lams": [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
-        "ablation_seeds": 1,
+        "ablation_seeds": 3,
     },
     "paper": {
         **_COMMON,
