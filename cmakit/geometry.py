@@ -283,6 +283,43 @@ def joint_pca(*arrays, n_components: int = 2) -> tuple[list[np.ndarray], np.ndar
     return [(m - mean) @ axes.T for m in mats], ratio
 
 
+def gap_axes(image_emb, text_emb, *arrays) -> list[np.ndarray]:
+    """Project arrays onto the modality-gap direction and the top PC orthogonal to it.
+
+    Axis 1 is ``g / ||g||`` with ``g = mean(image_emb) - mean(text_emb)``: along it the two
+    modalities separate by exactly the centroid gap. Axis 2 is the first principal axis of the
+    concatenation of ``arrays`` after removing their component along axis 1 (sign fixed as in
+    :func:`joint_pca`). Coordinates are centred on the joint mean of ``arrays``.
+
+    Args:
+        image_emb: ``[N, D]`` L2-normalised images that define the gap (e.g. ID test images).
+        text_emb: ``[M, D]`` L2-normalised texts that define the gap (e.g. ID prompts).
+        *arrays: ``[N_k, D]`` arrays to project (e.g. the four layers of the PCA figure).
+
+    Returns:
+        One ``[N_k, 2]`` array per input array.
+
+    Raises:
+        ValueError: bad embeddings, a zero gap, or no arrays.
+    """
+    image = check_embeddings(image_emb, "image_emb").double()
+    text = check_embeddings(text_emb, "text_emb", dim=image.shape[1]).double()
+    gap = (image.mean(0) - text.mean(0)).numpy()
+    if not arrays or np.linalg.norm(gap) < 1e-12:
+        raise ValueError("gap_axes needs at least one array and a non-zero gap.")
+    u = gap / np.linalg.norm(gap)
+    mats = [
+        check_embeddings(a, f"arrays[{k}]", normalized=False).double().numpy()
+        for k, a in enumerate(arrays)
+    ]
+    joint = np.concatenate(mats)
+    mean = joint.mean(0)
+    resid = (joint - mean) - np.outer((joint - mean) @ u, u)
+    v = np.linalg.svd(resid, full_matrices=False)[2][0]
+    v = v * np.sign(v[np.abs(v).argmax()])
+    return [np.stack([(m - mean) @ u, (m - mean) @ v], axis=1) for m in mats]
+
+
 def gap_shift(image_emb, text_emb, alpha: float, *, gap=None):
     """Move both modalities along the gap by ``alpha`` of the gap, then re-normalise.
 

@@ -101,6 +101,7 @@ def plot_pca_panels(
     *,
     explained: Sequence[float] | None = None,
     title: str = "Joint PCA of image and text embeddings",
+    axis_labels: Sequence[str] = ("PC1", "PC2"),
 ) -> Figure:
     """One scatter panel per model of 2-D projected embeddings (the paper's Figure 4 analogue).
 
@@ -110,6 +111,7 @@ def plot_pca_panels(
             :func:`cmakit.geometry.joint_pca`. Panels share axis limits.
         explained: Variance fractions of the two axes, printed in the axis labels.
         title: Figure title.
+        axis_labels: Names of the two axes (e.g. the gap direction and a residual PC).
 
     Returns:
         The figure.
@@ -126,7 +128,7 @@ def plot_pca_panels(
                     ax.scatter(*xy.T, s=size, c=color, marker=marker, alpha=alpha, label=label)
             ax.set_title(model_label(model), color=model_color(model))
             ax.set_aspect("equal", adjustable="datalim")
-            pcs = [f"PC{k + 1}" + (f" ({explained[k]:.0%})" if explained else "") for k in (0, 1)]
+            pcs = [axis_labels[k] + (f" ({explained[k]:.0%})" if explained else "") for k in (0, 1)]
             ax.set_xlabel(pcs[0])
             ax.set_ylabel(pcs[1])
         _share_limits(axes[0])

@@ -162,3 +162,35 @@ def test_gap_shift_identity_closure_and_type():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call(_unit(5, 4, 0))
+
+
+def test_gap_axes_separate_modalities_by_the_centroid_gap():
+    from cmakit.geometry import gap_axes
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(50, 8)) + 2.0 * np.eye(8)[0]
+    txt = rng.normal(size=(40, 8)) - 2.0 * np.eye(8)[0]
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    pi, pt = gap_axes(img, txt, img, txt)
+    assert pi.shape == (50, 2) and pt.shape == (40, 2)
+    # along axis 1 the centroids differ by exactly the gap; axis 2 is orthogonal to it
+    assert np.isclose(pi[:, 0].mean() - pt[:, 0].mean(), modality_gap(img, txt))
+    with pytest.raises(ValueError, match="non-zero gap"):
+        gap_axes(img, img, img)
+
+
+def test_gap_shift_with_an_explicit_gap_moves_extra_sets_like_the_id_sets():
+    rng = np.random.default_rng(4)
+    img, txt = (rng.normal(size=(n, 6)) for n in (20, 10))
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    gap = img.mean(0) - txt.mean(0)
+    a_img, a_txt = gap_shift(img, txt, 0.7)
+    b_img, b_txt = gap_shift(img, txt, 0.7, gap=gap)
+    np.testing.assert_allclose(a_img, b_img, atol=1e-12)
+    np.testing.assert_allclose(a_txt, b_txt, atol=1e-12)
+    extra, _ = gap_shift(img[:5], txt, 0.7, gap=gap)  # a subset moves by the same vector
+    np.testing.assert_allclose(extra, a_img[:5], atol=1e-12)
+    with pytest.raises(ValueError, match="gap must be a finite"):
+        gap_shift(img, txt, 0.5, gap=np.ones(3))

@@ -111,6 +111,13 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
     assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2
 
+    from cmakit.pipeline.publish import publish
+
+    page = publish(out, tmp_path / "docs")
+    text = page.read_text()
+    assert "| zero_shot |" in text and "| cma |" in text and "NegLabel far AUROC" in text
+    assert (tmp_path / "docs" / "assets" / "pca_panels.png").stat().st_size > 1000
+
 
 def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):
     import nbformat

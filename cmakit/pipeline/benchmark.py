@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from cmakit.io import atomic_path, cache_root, fingerprint
+from cmakit.io import atomic_path, cache_root, fingerprint, read_json, write_json
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,14 @@ class Benchmark:
     preprocessing: str
 
 
+def record_time(cfg: RunConfig, name: str, seconds: float) -> None:
+    """Add ``name: seconds`` to ``<run_dir>/metrics/timings.json``."""
+    path = Path(cfg.run_dir) / "metrics" / "timings.json"
+    timings = read_json(path) if path.is_file() else {}
+    timings[name] = round(float(seconds), 3)
+    write_json(path, timings)
+
+
 def _named(ds: TensorDataset, name: str) -> TensorDataset:
     ds.name = name  # the embedding cache keys data sets by name and size
     return ds
@@ -81,6 +89,7 @@ def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | Non
     world = build_world(wcfg)
     with atomic_path(path) as tmp:
         torch.save(world, tmp)
+    record_time(cfg, f"world_split_seed{wcfg.split_seed}_s", sum(world.timings.values()))
     log.info(
         "world %s (split_seed=%s) built in %.1f s", cfg.world, seed, sum(world.timings.values())
     )

@@ -53,6 +53,25 @@ def pca_projections(
     return projections, explained
 
 
+def gap_projections(
+    embs: dict[str, dict[str, np.ndarray]], *, max_points: int = 400, seed: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per model, the four layers on the gap direction and the top orthogonal PC.
+
+    The gap is the one between the model's ID test images and ID prompts
+    (:func:`cmakit.geometry.gap_axes`); plain PCA can hide it when the spread inside each
+    modality is larger than the distance between them.
+    """
+    from cmakit.geometry import gap_axes
+
+    out = {}
+    for model, emb in embs.items():
+        layers = pca_layers(emb, max_points=max_points, seed=seed)
+        proj = gap_axes(emb["id_images"], emb["id_texts"], *layers.values())
+        out[model] = dict(zip(layers, proj, strict=True))
+    return out
+
+
 def pca_layers(
     emb: dict[str, np.ndarray], *, max_points: int = 400, seed: int = 0
 ) -> dict[str, np.ndarray]:

@@ -202,13 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), **provenance()})
     start = time.perf_counter()
     timings = execute(cfg, names)
-    timings["total"] = round(time.perf_counter() - start, 2)
+    elapsed = time.perf_counter() - start
+    # Seconds per notebook, kept across partial re-runs (--only): the latest run of each.
+    record = run_dir / "metrics" / "notebook_timings.json"
+    merged = {**(read_json(record) if record.is_file() else {}), **timings}
+    merged["total"] = round(sum(v for k, v in merged.items() if k != "total"), 2)
+    write_json(record, merged)
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
         summary = read_json(summary_path)
-        summary["timings"] = {**summary.get("timings", {}), "notebooks_s": timings}
+        summary["timings"] = {**summary.get("timings", {}), "notebooks_s": merged}
         write_json(summary_path, summary)
-    log.info("run finished in %.1f s; results in %s", timings["total"], run_dir)
+    log.info("run finished in %.1f s; results in %s", elapsed, run_dir)
     return 0
 
 

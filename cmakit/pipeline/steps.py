@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cmakit.io import atomic_path, read_json, write_json
-from cmakit.pipeline.benchmark import Benchmark, embedded_benchmark, paper_benchmark
+from cmakit.pipeline.benchmark import Benchmark, embedded_benchmark, paper_benchmark, record_time
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,6 @@ def setup(cfg: RunConfig) -> Path:
     for sub in ("figures", "tables", "metrics", "models", "embeddings"):
         (run / sub).mkdir(parents=True, exist_ok=True)
     return run
-
-
-def record_time(cfg: RunConfig, name: str, seconds: float) -> None:
-    """Add ``name: seconds`` to ``<run_dir>/metrics/timings.json``."""
-    path = Path(cfg.run_dir) / "metrics" / "timings.json"
-    timings = read_json(path) if path.is_file() else {}
-    timings[name] = round(float(seconds), 3)
-    write_json(path, timings)
 
 
 def method_lam(cfg: RunConfig, method: str) -> float:
@@ -69,6 +61,7 @@ def base_model(cfg: RunConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
         model, tokenizer, info = pretrain_clip(
             world_config(cfg.world), pcfg, cache_dir=cfg.cache_dir or None
         )
+        record_time(cfg, "pretrain_s", info["train_s"])  # as measured when it was trained
         return model, tokenizer, {**info, "weights": str(Path(info["path"]) / "model.pt")}
     from cmakit.models import load_clip
 
@@ -128,9 +121,6 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
     done = out / "result.json"
     if done.is_file():
         return {**read_json(done), "cached": True}
-    model, tokenizer, _ = base_model(cfg)
-    model = copy.deepcopy(model).train()
-    data = benchmark(cfg, seed).train_pairs(tokenizer, cfg.train_prompt)
     tcfg = TrainConfig(
         lam=weight, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.finetune_warmup_steps, epochs=cfg.finetune_epochs,
@@ -138,15 +128,49 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
         precision=cfg.precision, seed=seed, device=cfg.device,
         num_workers=0 if cfg.embedded else 8, log_every=max(1, cfg.finetune_max_steps // 10 or 10),
     )  # fmt: skip
-    result = train(model, data, tcfg, out_dir=out, resume=True, model_name=cfg.model)
-    facts = {
-        "method": method, "lam": weight, "seed": seed, "model_path": str(result.model_path),
-        "history_path": str(result.history_path), "final_step": result.final_step,
-        "wall_time_s": result.wall_time_s, "pairs_per_s": result.pairs_per_s,
-        "bad_samples": result.bad_samples,
-    }  # fmt: skip
+    gpus = torch.cuda.device_count() if tcfg.device in ("auto", "cuda") else 0
+    if not cfg.embedded and gpus > 1:
+        facts = _finetune_torchrun(cfg, tcfg, out, gpus)
+    else:
+        model, tokenizer, _ = base_model(cfg)
+        model = copy.deepcopy(model).train()
+        data = benchmark(cfg, seed).train_pairs(tokenizer, cfg.train_prompt)
+        result = train(model, data, tcfg, out_dir=out, resume=True, model_name=cfg.model)
+        facts = {
+            "model_path": str(result.model_path), "history_path": str(result.history_path),
+            "final_step": result.final_step, "wall_time_s": result.wall_time_s,
+            "pairs_per_s": result.pairs_per_s, "bad_samples": result.bad_samples,
+        }  # fmt: skip
+    facts = {"method": method, "lam": weight, "seed": seed, **facts}
     write_json(done, facts)
     return {**facts, "cached": False}
+
+
+def _finetune_torchrun(cfg: RunConfig, tcfg: Any, out: Path, gpus: int) -> dict[str, Any]:
+    """Fine-tune on every visible GPU: ``torchrun -m cmakit train`` with the same settings.
+
+    The global batch stays ``tcfg.batch_size``: features are gathered across processes before
+    the loss, so N processes give the update of one process at the full batch.
+    """
+    import subprocess
+    import sys
+
+    from cmakit.config import to_dict
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+           "-m", "cmakit", "train", "--model", cfg.model, "--pretrained", cfg.pretrained,
+           "--out", str(out), "--prompt", cfg.train_prompt, "--resume", "--no-progress"]  # fmt: skip
+    if cfg.imagenet_root:
+        cmd += ["--imagenet", cfg.imagenet_root]
+    for key, value in to_dict(tcfg).items():
+        if value is not None and key not in ("progress",):
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    log.info("fine-tuning on %d GPUs: %s", gpus, " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    done = read_json(out / "train_summary.json")
+    keys = ("model_path", "final_step", "wall_time_s", "pairs_per_s")
+    return {**{k: done[k] for k in keys}, "history_path": str(out / "history.jsonl"),
+            "bad_samples": done["bad_images"]}  # fmt: skip
 
 
 def load_model(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None):
