@@ -24,7 +24,7 @@ needs_wordnet = pytest.mark.skipif(
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CMAKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CMAKIT_CACHE", str(tmp_path))
     return tmp_path
 
 
