@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _unit_rows import unit_rows
 from sklearn.decomposition import PCA
 
 from cmakit.geometry import (
@@ -21,11 +22,7 @@ from cmakit.geometry import (
     uniformity_family,
 )
 
-
-def _unit(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, d))
-    x[:, 0] += shift  # a cone around e_0, like one CLIP modality
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+_unit = unit_rows
 
 
 def _rotation(d: int, seed: int = 0) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _unit_rows import unit_rows
 
 from cmakit import mining
 from cmakit.mining import (
@@ -14,10 +15,7 @@ from cmakit.mining import (
     resolve_keep,
 )
 
-
-def _unit(n: int, d: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, d))
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+_unit = unit_rows
 
 
 def test_affinity_is_numpy_quantile_of_cosines():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _unit_rows import unit_rows
 
 from cmakit import scores
 from cmakit.scores import (
@@ -18,10 +19,7 @@ from cmakit.scores import (
     score_inputs,
 )
 
-
-def _unit(n: int, d: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, d))
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+_unit = unit_rows
 
 
 def _softmax(v: np.ndarray) -> np.ndarray:
