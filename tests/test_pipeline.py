@@ -111,6 +111,12 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
     assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2
 
+    # a second run of the ablation reuses every finished point (one JSON each)
+    points = sorted((out / "metrics" / "ablation").glob("*.json"))
+    stamps = [p.stat().st_mtime_ns for p in points]
+    assert runner.main([*argv, "--only", "06"]) == 0
+    assert [p.stat().st_mtime_ns for p in points] == stamps
+
     from cmakit.pipeline.publish import publish
 
     page = publish(out, tmp_path / "docs")
