@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -147,3 +148,23 @@ def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, c
     assert "boom in cell" in caplog.text and "RuntimeError" in caplog.text
     assert str(out / "notebooks" / "02_finetune.ipynb") in caplog.text
     assert (out / "notebooks" / "02_finetune.ipynb").is_file()
+
+
+def test_multi_gpu_fine_tuning_command_round_trips_through_the_cli(tmp_path):
+    """The paper profile's torchrun command carries exactly the notebook's TrainConfig."""
+    from cmakit.cli import TrainRun, _take, build_parser
+    from cmakit.pipeline.config import resolve
+    from cmakit.pipeline.steps import torchrun_command
+    from cmakit.trainer import TrainConfig
+
+    cfg = resolve({"profile": "paper", "pretrained": "/w/ViT-B-16.pt", "imagenet_root": "/d/in"})
+    tcfg = TrainConfig(lam=cfg.lam, lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size,
+                       warmup_steps=cfg.finetune_warmup_steps, seed=3, precision="bf16")  # fmt: skip
+    cmd = torchrun_command(cfg, tcfg, tmp_path / "out", 4)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    ns = build_parser().parse_args(cmd[cmd.index("cmakit") + 1 :])
+    assert _take(TrainConfig, ns) == dataclasses.replace(tcfg, progress=False)
+    run = _take(TrainRun, ns)
+    assert (run.model, run.pretrained, run.imagenet, run.resume) == (
+        "ViT-B-16", "/w/ViT-B-16.pt", "/d/in", True,
+    )  # fmt: skip

@@ -146,25 +146,33 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
     return {**facts, "cached": False}
 
 
-def _finetune_torchrun(cfg: RunConfig, tcfg: Any, out: Path, gpus: int) -> dict[str, Any]:
-    """Fine-tune on every visible GPU: ``torchrun -m cmakit train`` with the same settings.
-
-    The global batch stays ``tcfg.batch_size``: features are gathered across processes before
-    the loss, so N processes give the update of one process at the full batch.
-    """
-    import subprocess
+def torchrun_command(cfg: RunConfig, tcfg: Any, out: Path, nproc: int) -> list[str]:
+    """The ``torchrun -m cmakit train`` command line that fine-tunes with ``tcfg`` on ``nproc``
+    processes (every TrainConfig field becomes its flag, so both paths train alike)."""
     import sys
 
     from cmakit.config import to_dict
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "cmakit", "train", "--model", cfg.model, "--pretrained", cfg.pretrained,
            "--out", str(out), "--prompt", cfg.train_prompt, "--resume", "--no-progress"]  # fmt: skip
     if cfg.imagenet_root:
         cmd += ["--imagenet", cfg.imagenet_root]
     for key, value in to_dict(tcfg).items():
-        if value is not None and key not in ("progress",):
+        if value is not None and key != "progress":
             cmd += [f"--{key.replace('_', '-')}", str(value)]
+    return cmd
+
+
+def _finetune_torchrun(cfg: RunConfig, tcfg: Any, out: Path, gpus: int) -> dict[str, Any]:
+    """Fine-tune on every visible GPU through :func:`torchrun_command`.
+
+    The global batch stays ``tcfg.batch_size``: features are gathered across processes before
+    the loss, so N processes give the update of one process at the full batch.
+    """
+    import subprocess
+
+    cmd = torchrun_command(cfg, tcfg, out, gpus)
     log.info("fine-tuning on %d GPUs: %s", gpus, " ".join(cmd))
     subprocess.run(cmd, check=True)
     done = read_json(out / "train_summary.json")
