@@ -57,7 +57,7 @@ def _batches(data, batch_size: int, num_workers: int, device: str) -> Iterable:
 def _progress(iterable, total: int | None, desc: str, enabled: bool):
     if not enabled or not dist_util.get_rank() == 0:
         return iterable
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="batch", dynamic_ncols=True)
 

@@ -127,7 +127,7 @@ def plot_pca_panels(
                     xy = np.asarray(layers[key], dtype=float).reshape(-1, 2)
                     ax.scatter(*xy.T, s=size, c=color, marker=marker, alpha=alpha, label=label)
             ax.set_title(model_label(model), color=model_color(model))
-            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_aspect("equal", adjustable="box")
             pcs = [axis_labels[k] + (f" ({explained[k]:.0%})" if explained else "") for k in (0, 1)]
             ax.set_xlabel(pcs[0])
             ax.set_ylabel(pcs[1])

@@ -67,7 +67,7 @@ class RunFiles:
         """A tqdm bar on rank 0 (None elsewhere or when disabled)."""
         if not (self.is_main and enabled):
             return None
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
 

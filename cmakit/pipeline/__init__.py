@@ -1,0 +1,7 @@
+"""The notebook pipeline: run configuration, stages, evaluation, results and the runner."""
+
+import warnings
+
+# Libraries imported by the notebooks (huggingface_hub through open_clip) import tqdm.auto,
+# which warns when ipywidgets is absent; cmakit's own progress bars are plain text bars.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")

@@ -26,10 +26,18 @@ log = logging.getLogger(__name__)
 METHODS: tuple[str, ...] = ("zero_shot", "flyp", "cma")
 
 
+class _NoRandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
 def setup(cfg: RunConfig) -> Path:
     """Prepare a notebook's process: logging, torch threads, the run folder. Returns run_dir."""
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", force=True)
     logging.getLogger("cmakit").setLevel(logging.INFO)
+    # open_clip warns on the root logger for every model it builds without weights; cmakit
+    # builds them on purpose (weights are loaded right after), so that line is noise here.
+    logging.getLogger().addFilter(_NoRandomInitNotice())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)
@@ -256,7 +264,7 @@ def embed(
     prompts = [cfg.test_prompt.format(c) for c in bench.classnames]
     out["id_texts"] = cache.texts(model, tokenizer, prompts, **opts)
     out["neg_texts"] = cache.texts(model, tokenizer, negative_prompts(negative_labels(cfg)), **opts)
-    out["logit_scale"] = np.asarray(float(model.logit_scale.exp()), dtype=np.float32)
+    out["logit_scale"] = np.asarray(float(model.logit_scale.detach().exp()), dtype=np.float32)
     bad = {"id_test": len(enc.bad_paths)}
     for name, data in bench.ood.items():
         ood = cache.images(model, data, preprocessing=bench.preprocessing, **opts, **workers)
