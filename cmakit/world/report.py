@@ -29,8 +29,6 @@ from cmakit.io import atomic_path, write_json
 from cmakit.world.build import OOD_SETS, World
 from cmakit.world.config import OOD_GROUPS
 
-NEG_PROMPTS = {"noun": "The nice {}", "adj": "This is a {} photo"}
-
 
 def encode_images(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """L2-normalised image embeddings ``[N, D]`` of normalised float images ``[N, 3, H, W]``."""
@@ -49,33 +47,31 @@ def negative_labels(
     model,
     tokenizer,
     world: World,
-    id_text: torch.Tensor,
+    template: str,
     keep: float,
     candidates: list[tuple[str, str]] | None = None,
 ) -> list[str]:
-    """NegMining over ``candidates`` (default: the lexicon), ID class words removed.
+    """NegMining (:func:`cmakit.negatives.mine_negatives`) over ``candidates`` (default: the
+    lexicon), ID class words removed.
 
     Args:
         model: The CLIP whose text tower mines.
         tokenizer: Its tokenizer.
         world: The world (ID class names).
-        id_text: ``[K, D]`` ID prompt embeddings.
+        template: ID prompt the candidates are compared with.
         keep: Fraction of each part of speech kept.
         candidates: ``(word, pos)`` pairs; e.g. the lexicon plus WordNet words.
 
     Returns:
         The kept negative prompts, nouns first, each least ID-like first.
     """
-    from cmakit.mining import mine_negative_labels
+    from cmakit.negatives import mine_negatives, negative_prompts
 
-    pool = world.negative_candidates(candidates)
-    prompts: list[str] = []
-    for pos, template in NEG_PROMPTS.items():
-        words = [w for w, p in pool if p == pos]
-        cand = [template.format(w) for w in words]
-        idx = mine_negative_labels(encode_texts(model, tokenizer, cand), id_text, keep=keep)
-        prompts += [cand[i] for i in idx]
-    return prompts
+    mined = mine_negatives(
+        model, tokenizer, world.id_classnames, candidates=world.negative_candidates(candidates),
+        keep=keep, id_template=template, device="cpu", progress=False,
+    )  # fmt: skip
+    return negative_prompts(mined)
 
 
 def _ood_table(img: dict[str, torch.Tensor], id_text: torch.Tensor, neg_text: torch.Tensor) -> dict:
@@ -157,7 +153,7 @@ def zero_shot_report(
     id_text = encode_texts(model, tokenizer, [template.format(c) for c in world.id_classnames])
     labels = world.labels("test")
     acc = float((img["test"] @ id_text.T).argmax(1).eq(labels).float().mean())
-    neg = negative_labels(model, tokenizer, world, id_text, neg_keep, neg_candidates)
+    neg = negative_labels(model, tokenizer, world, template, neg_keep, neg_candidates)
     neg_text = encode_texts(model, tokenizer, neg)
     table = _ood_table(img, id_text, neg_text)
     gaps = _gaps(model, tokenizer, world, img["test"], id_text[labels], n_gap_pairs)
