@@ -56,6 +56,15 @@ class Benchmark:
     preprocessing: str
 
 
+def ood_groups(cfg: RunConfig) -> dict[str, list[str]]:
+    """The near/far (and, on the paper path, MOS) groups of the run's OoD sets, without
+    building any data set."""
+    from cmakit.world import OOD_GROUPS
+
+    groups = OOD_GROUPS if cfg.embedded else PAPER_GROUPS
+    return {k: list(v) for k, v in groups.items()}
+
+
 def record_time(cfg: RunConfig, name: str, seconds: float) -> None:
     """Add ``name: seconds`` to ``<run_dir>/metrics/timings.json``."""
     path = Path(cfg.run_dir) / "metrics" / "timings.json"
@@ -98,8 +107,6 @@ def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | Non
 
 def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
     """The embedded world's benchmark; ``seed`` draws the ID train/test and OoD samples."""
-    from cmakit.world import OOD_GROUPS
-
     world = load_world(cfg, seed)
     tag = f"world-{cfg.world}-{fingerprint(world.config.__repr__())}"
 
@@ -117,7 +124,7 @@ def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
         train_pairs=train_pairs,
         id_test=test,
         ood=ood,
-        groups={k: list(v) for k, v in OOD_GROUPS.items()},
+        groups=ood_groups(cfg),
         candidates=world.negative_candidates(),
         preprocessing=f"world-{world.config.image_size}px-clip-norm",
     )
@@ -150,7 +157,7 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
         train_pairs=train_pairs,
         id_test=data.imagenet_split("val", roots["imagenet"], transform=preprocess),
         ood=ood,
-        groups={k: list(v) for k, v in PAPER_GROUPS.items()},
+        groups=ood_groups(cfg),
         candidates=None,
         preprocessing="resize224-bicubic-centercrop-openai-norm",
     )

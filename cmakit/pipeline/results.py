@@ -14,6 +14,7 @@ import numpy as np
 
 from cmakit.io import read_json, write_json
 from cmakit.pipeline import steps
+from cmakit.pipeline.benchmark import ood_groups
 from cmakit.pipeline.config import RunConfig
 from cmakit.pipeline.evaluate import evaluate
 
@@ -24,7 +25,7 @@ def seed_record(cfg: RunConfig, method: str, seed: int) -> dict[str, Any]:
     if path.is_file():
         return read_json(path)
     emb = steps.embed(cfg, method, seed)
-    record = evaluate(emb, cfg, steps.benchmark(cfg, seed).groups, seed=seed)
+    record = evaluate(emb, cfg, ood_groups(cfg), seed=seed)
     write_json(path, record)
     return record
 
@@ -107,18 +108,13 @@ def timings(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-def groups(cfg: RunConfig) -> dict[str, list[str]]:
-    """The near/far (and, on the paper path, MOS) groups of the run's OoD sets."""
-    return steps.benchmark(cfg, cfg.seeds[0]).groups
-
-
 def build_run_summary(cfg: RunConfig, *, write: bool = True) -> dict[str, Any]:
     """Assemble and validate the run's summary; with ``write``, save ``<run_dir>/summary.json``."""
     from cmakit.report import build_summary, validate_summary
 
     summary = build_summary(
         cfg.profile, cfg.seeds, all_records(cfg), steps.ablation_rows(cfg), timings(cfg),
-        cfg.convention, groups=groups(cfg), aupr_estimator="trapezoid",
+        cfg.convention, groups=ood_groups(cfg), aupr_estimator="trapezoid",
     )  # fmt: skip
     validate_summary(summary)
     if write:

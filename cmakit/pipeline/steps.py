@@ -17,7 +17,13 @@ import numpy as np
 import torch
 
 from cmakit.io import atomic_path, read_json, write_json
-from cmakit.pipeline.benchmark import Benchmark, embedded_benchmark, paper_benchmark, record_time
+from cmakit.pipeline.benchmark import (
+    Benchmark,
+    embedded_benchmark,
+    ood_groups,
+    paper_benchmark,
+    record_time,
+)
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -310,7 +316,7 @@ def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
         method, point = f"lam{lam:g}", lam
     finetune(cfg, method, seed, lam=point)
     emb = embed(cfg, method, seed, lam=point)
-    result = evaluate(emb, cfg, benchmark(cfg, seed).groups, seed=seed)
+    result = evaluate(emb, cfg, ood_groups(cfg), seed=seed)
     row: dict[str, Any] = {"lam": float(lam), "seed": seed, "id_accuracy": result["id_accuracy"],
                            "modality_gap": result["modality_gap"]}  # fmt: skip
     for score in ("mcm", "neglabel"):
