@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from cmakit.scores import neglabel_score
+from cmakit.core.scores import neglabel_score
 
 
 def _unit(n: int, d: int, seed: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """CPU training throughput of the trainer on a tiny-world-sized model, and the CMA term's cost.
 
 Prints:
-  * pairs/s of :func:`cmakit.trainer.train` (TensorDataset fast path, history and a checkpoint
+  * pairs/s of :func:`cmakit.engine.trainer.train` (TensorDataset fast path, history and a checkpoint
     included) for FLYP (lam=0) and CMA (lam=0.001);
   * pairs/s of the bare optimizer step (the same code path, without the run-folder bookkeeping);
   * the share of a training step spent in the loss, and in the CMA regulariser on top of the
@@ -21,9 +21,9 @@ import time
 import open_clip
 import torch
 
-from cmakit.losses import CMALoss
-from cmakit.models import register_model_configs
-from cmakit.trainer import TrainConfig, _Stepper, train
+from cmakit.core.losses import CMALoss
+from cmakit.engine.trainer import TrainConfig, _Stepper, train
+from cmakit.models.factory import register_model_configs
 
 log = logging.getLogger("bench_train")
 FALLBACK = {  # the world's tiny architecture, if its JSON file is not there
@@ -76,7 +76,7 @@ def bench_step_and_loss(name: str, batch: int, steps: int) -> dict[str, float]:
     cfg = TrainConfig(lr=1e-4, warmup_steps=5, batch_size=batch, device="cpu")
     stepper = _Stepper(model, model, cfg, "cpu", steps + 1)
     data = _data(model, batch).tensors
-    from cmakit.batching import ImageNormalizer
+    from cmakit.engine.batching import ImageNormalizer
 
     norm = ImageNormalizer(model, "cpu")
     step_s = _timeit(lambda: stepper.step([(norm(data[0]), data[1])]), steps)

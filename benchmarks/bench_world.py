@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from cmakit.pretrain import pretrain_clip, pretrain_config
-from cmakit.world import build_world, world_config
+from cmakit.data.world import build_world, world_config
+from cmakit.engine.pretrain import pretrain_clip, pretrain_config
 
 log = logging.getLogger("bench_world")
 
@@ -31,7 +31,7 @@ def bench(
     profile: str, world_params: dict, pretrain_params: dict, threads: int, world_only: bool
 ) -> dict:
     """Build the world, pretrain from scratch and run the zero-shot report; return the numbers."""
-    from cmakit.pretrain import zero_shot_report
+    from cmakit.engine.pretrain import zero_shot_report
 
     torch.set_num_threads(threads)
     wcfg = world_config(profile, **world_params)

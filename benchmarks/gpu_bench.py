@@ -1,6 +1,6 @@
 """One-GPU benchmark of the trainer on ViT-B/16 (random init): throughput, memory, MFU.
 
-Measures the trainer's own optimizer step (``cmakit.trainer._Stepper``: forward, loss, backward,
+Measures the trainer's own optimizer step (``cmakit.engine.trainer._Stepper``: forward, loss, backward,
 AdamW, scheduler) on synthetic data already on the GPU, for fp32 vs bf16 autocast, FLYP
 (lam=0) vs CMA (lam=0.001), eager vs ``torch.compile``; then image/text embedding throughput.
 Batch 512 (the paper's global batch) or the largest power-of-two below it that fits.
@@ -26,9 +26,9 @@ import open_clip
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cmakit.embed import encode_images, encode_texts
-from cmakit.io import resolve_device
-from cmakit.trainer import TrainConfig, _Stepper
+from cmakit.common.io import resolve_device
+from cmakit.engine.embed import encode_images, encode_texts
+from cmakit.engine.trainer import TrainConfig, _Stepper
 
 log = logging.getLogger("gpu_bench")
 TINY = {

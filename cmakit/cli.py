@@ -2,7 +2,7 @@
 
 Every flag comes from a field of a config dataclass (``--grad-accum-steps`` is
 ``TrainConfig.grad_accum_steps``), so the command line and the notebooks share one definition of
-each setting; the values go through :func:`cmakit.config.from_dict`. Unknown flags are errors.
+each setting; the values go through :func:`cmakit.common.config.from_dict`. Unknown flags are errors.
 
     torchrun --nproc_per_node=4 -m cmakit train --model ViT-B-16 --pretrained openai \\
         --imagenet /data/imagenet --out runs/cma --lam 0.001
@@ -22,8 +22,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from cmakit.config import from_dict, to_dict
-from cmakit.data import TEST_PROMPT, TRAIN_PROMPT
+from cmakit.common.config import from_dict, to_dict
+from cmakit.common.constants import TEST_PROMPT, TRAIN_PROMPT
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ class TrainRun:
 
 @dataclasses.dataclass(frozen=True)
 class EmbedRun:
-    """Which model, data sets and prompts to encode (see :mod:`cmakit.paper_eval`).
+    """Which model, data sets and prompts to encode (see :mod:`cmakit.pipeline.commands`).
 
     Attributes:
-        model, pretrained, checkpoint: Passed to :func:`cmakit.models.load_clip`.
+        model, pretrained, checkpoint: Passed to :func:`cmakit.models.factory.load_clip`.
         out: Embedding folder (cache files + ``embeddings.json``).
         imagenet, mos, openood: Data roots (defaults from the environment variables).
         id_set: ID images, "imagenet-val".
@@ -150,7 +150,7 @@ def _take(cls: type, ns: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cmakit.trainer import TrainConfig
+    from cmakit.engine.trainer import TrainConfig
 
     parser = argparse.ArgumentParser(prog="cmakit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
@@ -166,11 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(ns: argparse.Namespace) -> dict[str, Any]:
-    """``train``: ImageNet train split with class prompts -> :func:`cmakit.trainer.train`."""
-    from cmakit.data import PromptPairs, imagenet_classnames, imagenet_split, paper_transform
-    from cmakit.io import write_json
-    from cmakit.models import load_clip
-    from cmakit.trainer import TrainConfig, train
+    """``train``: ImageNet train split with class prompts -> :func:`cmakit.engine.trainer.train`."""
+    from cmakit.common.io import write_json
+    from cmakit.data.paper import PromptPairs, imagenet_classnames, imagenet_split
+    from cmakit.engine.trainer import TrainConfig, train
+    from cmakit.models.factory import load_clip
+    from cmakit.models.transforms import paper_transform
 
     run, cfg = _take(TrainRun, ns), _take(TrainConfig, ns)
     model, _, tokenizer = load_clip(run.model, pretrained=run.pretrained, device="cpu")
@@ -182,7 +183,7 @@ def run_train(ns: argparse.Namespace) -> dict[str, Any]:
                "model_path": str(res.model_path), "wall_time_s": res.wall_time_s,
                "pairs_per_s": res.pairs_per_s, "bad_images": res.bad_samples,
                "bad_paths": list(res.bad_paths)}  # fmt: skip
-    from cmakit.distributed import get_rank
+    from cmakit.engine.distributed import get_rank
 
     if get_rank() == 0:
         write_json(Path(run.out) / "train_summary.json", summary)
@@ -191,7 +192,7 @@ def run_train(ns: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cmakit`` and the ``cmakit`` script."""
-    from cmakit.trainer import TrainConfig
+    from cmakit.engine.trainer import TrainConfig
 
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -209,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command == "train":
         run_train(ns)
     elif ns.command == "embed":
-        from cmakit.paper_eval import run_embed
+        from cmakit.pipeline.commands import run_embed
 
         run_embed(_take(EmbedRun, ns))
     else:
-        from cmakit.paper_eval import run_evaluate
+        from cmakit.pipeline.commands import run_evaluate
 
         run_evaluate(_take(EvaluateRun, ns))
     return 0

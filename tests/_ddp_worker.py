@@ -8,9 +8,9 @@ import sys
 import torch
 from _cmakit_tiny import tiny_model, tiny_pairs
 
-from cmakit.distributed import init_distributed
-from cmakit.embed import EmbeddingCache
-from cmakit.trainer import TrainConfig, train
+from cmakit.engine.distributed import init_distributed
+from cmakit.engine.embed import EmbeddingCache
+from cmakit.engine.trainer import TrainConfig, train
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmakit._checks import (
+from cmakit.core.checks import (
     check_choice,
     check_embeddings,
     check_fraction,

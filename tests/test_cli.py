@@ -14,8 +14,8 @@ from _cmakit_tiny import TOK_NAME, register_tiny
 from PIL import Image
 
 from cmakit import cli
-from cmakit.checkpoint import save_model
-from cmakit.negatives import NegativeLabel, save_negative_labels
+from cmakit.engine.negatives import NegativeLabel, save_negative_labels
+from cmakit.models.weights import save_model
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from cmakit.config import ConfigError, defaults, from_dict, to_dict
+from cmakit.common.config import ConfigError, defaults, from_dict, to_dict
 from cmakit.pipeline.config import PROFILES, RunConfig, RunParams, resolve
 
 

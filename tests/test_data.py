@@ -9,17 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
-from cmakit.batching import BadSample, collate_pairs
-from cmakit.data import (
+from cmakit.data.paper import (
     LAYOUTS,
     PromptPairs,
     imagenet_classnames,
     imagenet_split,
     mos_dataset,
     openood_dataset,
-    paper_transform,
     resolve_root,
 )
+from cmakit.engine.batching import BadSample, collate_pairs
+from cmakit.models.transforms import paper_transform
 
 CLASSES = ["tench", "goldfish", "great white shark"]
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from _cmakit_tiny import tiny_model, tiny_pairs
 
-from cmakit.checkpoint import read_weights
-from cmakit.distributed import gather_with_grad, get_world_size, init_distributed
-from cmakit.embed import EmbeddingCache
-from cmakit.trainer import TrainConfig, train
+from cmakit.engine.distributed import gather_with_grad, get_world_size, init_distributed
+from cmakit.engine.embed import EmbeddingCache
+from cmakit.engine.trainer import TrainConfig, train
+from cmakit.models.weights import read_weights
 
 torch.set_num_threads(1)
 HERE = Path(__file__).parent

@@ -9,15 +9,16 @@ import torch
 from _cmakit_tiny import tiny_model
 from PIL import Image
 
-from cmakit.data import ImageFiles, paper_transform
-from cmakit.embed import EmbeddingCache, encode_images, encode_texts, model_digest
-from cmakit.negatives import (
+from cmakit.data.paper import ImageFiles
+from cmakit.engine.embed import EmbeddingCache, encode_images, encode_texts, model_digest
+from cmakit.engine.negatives import (
     NegativeLabel,
     encode_negative_labels,
     load_negative_labels,
     mine_negatives,
     save_negative_labels,
 )
+from cmakit.models.transforms import paper_transform
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ import torch
 from _unit_rows import unit_rows
 from sklearn.decomposition import PCA
 
-from cmakit.geometry import (
+from cmakit.core.geometry import (
     READING,
     alignment,
     gap_shift,
@@ -162,7 +162,7 @@ def test_bad_input(call, match):
 
 
 def test_gap_axes_separate_modalities_by_the_centroid_gap():
-    from cmakit.geometry import gap_axes
+    from cmakit.core.geometry import gap_axes
 
     rng = np.random.default_rng(3)
     img = rng.normal(size=(50, 8)) + 2.0 * np.eye(8)[0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss
 
-from cmakit.losses import CMALoss, cma_loss, cma_loss_terms
+from cmakit.core.losses import CMALoss, cma_loss, cma_loss_terms
 
 
 def _unit(n: int, d: int, seed: int, dtype=torch.float32) -> torch.Tensor:

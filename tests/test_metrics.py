@@ -13,7 +13,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from cmakit.metrics import aupr_in, aupr_out, auroc, fpr_at_95_tpr, ood_metrics
+from cmakit.core.metrics import aupr_in, aupr_out, auroc, fpr_at_95_tpr, ood_metrics
 
 
 def _scores(seed: int, *, ties: bool = False):

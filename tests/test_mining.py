@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from _unit_rows import unit_rows
 
-from cmakit import mining
-from cmakit.mining import (
+from cmakit.core import mining
+from cmakit.core.mining import (
     DEFAULT_KEEP,
     NEGLABEL_PROMPTS,
     mine_negative_labels,

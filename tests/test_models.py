@@ -7,8 +7,8 @@ import pytest
 import torch
 from _cmakit_tiny import TINY_NAME, register_tiny, tiny_model
 
-from cmakit.checkpoint import read_weights, save_model
-from cmakit.models import load_clip, register_model_configs, uses_quick_gelu
+from cmakit.models.factory import load_clip, register_model_configs, uses_quick_gelu
+from cmakit.models.weights import read_weights, save_model
 
 torch.set_num_threads(2)
 

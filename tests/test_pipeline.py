@@ -9,9 +9,9 @@ import math
 
 import pytest
 
-from cmakit.io import read_json
+from cmakit.common.io import read_json
 from cmakit.pipeline import runner
-from cmakit.report import validate_summary
+from cmakit.report.summary import validate_summary
 
 
 def _leaves(node, path="$"):
@@ -54,7 +54,7 @@ def test_paper_dry_run_names_every_missing_input(tmp_path, monkeypatch, caplog):
 def test_paper_dry_run_passes_on_a_complete_fixture_tree(tmp_path, caplog):
     from PIL import Image
 
-    from cmakit.data import MOS_SETS
+    from cmakit.data.paper import MOS_SETS
 
     img = Image.new("RGB", (8, 8), (10, 20, 30))
     imagenet = tmp_path / "imagenet"
@@ -153,9 +153,9 @@ def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, c
 def test_multi_gpu_fine_tuning_command_round_trips_through_the_cli(tmp_path):
     """The paper profile's torchrun command carries exactly the notebook's TrainConfig."""
     from cmakit.cli import TrainRun, _take, build_parser
+    from cmakit.engine.trainer import TrainConfig
     from cmakit.pipeline.config import resolve
     from cmakit.pipeline.steps import torchrun_command
-    from cmakit.trainer import TrainConfig
 
     cfg = resolve({"profile": "paper", "pretrained": "/w/ViT-B-16.pt", "imagenet_root": "/d/in"})
     tcfg = TrainConfig(lam=cfg.lam, lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from cmakit.plots import (
+from cmakit.report.figures import (
     MODEL_COLORS,
     model_color,
     plot_auroc_bars,
@@ -14,8 +14,8 @@ from cmakit.plots import (
     plot_training_curves,
     save_figure,
 )
-from cmakit.plots_sweeps import _pareto_mask, plot_ablation, plot_gap_shift
-from cmakit.report import OOD_METRICS, build_summary
+from cmakit.report.figures_sweeps import _pareto_mask, plot_ablation, plot_gap_shift
+from cmakit.report.summary import OOD_METRICS, build_summary
 
 MODELS = ["zero_shot", "flyp", "cma"]
 SETS = ["ssb_hard", "ninco", "inaturalist"]

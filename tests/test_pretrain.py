@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from cmakit.config import ConfigError, from_dict
-from cmakit.pretrain import PretrainConfig, cache_root, pretrain_clip, pretrain_config
-from cmakit.world import build_world, world_config
+from cmakit.common.config import ConfigError, from_dict
+from cmakit.data.world import build_world, world_config
+from cmakit.engine.pretrain import PretrainConfig, cache_root, pretrain_clip, pretrain_config
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_cache_root_env(monkeypatch, tmp_path):
 
 
 def test_zero_shot_report(first, world, tmp_path):
-    from cmakit.pretrain import zero_shot_report
+    from cmakit.engine.pretrain import zero_shot_report
 
     model, tokenizer, info = first
     summary = zero_shot_report(model, tokenizer, world, out_dir=tmp_path, pretrain_info=info)
@@ -132,7 +132,7 @@ def test_unknown_model(cache):
 
 
 def test_command_line(first, cache, tmp_path):
-    from cmakit.pretrain import main
+    from cmakit.engine.pretrain import main
 
     assert main(["--profile", "smoke", "--out", str(tmp_path), "--cache-dir", str(cache)]) == 0
     names = {p.name for p in tmp_path.iterdir()}

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmakit.paper import paper_table
-from cmakit.render import latex_escape, to_latex, to_markdown, write_table
-from cmakit.report import (
+from cmakit.report.paper import paper_table
+from cmakit.report.summary import (
     OOD_METRICS,
     add_group_means,
     aggregate_ablation,
@@ -21,7 +20,7 @@ from cmakit.report import (
     build_summary,
     validate_summary,
 )
-from cmakit.tables import (
+from cmakit.report.tables import (
     OURS_LABEL,
     PAPER_LABEL,
     benchmark_table,
@@ -30,6 +29,7 @@ from cmakit.tables import (
     id_accuracy_table,
     paper_beside,
 )
+from cmakit.report.writers import latex_escape, to_latex, to_markdown, write_table
 
 MOS_SETS = ["inaturalist", "sun", "places", "textures"]
 GROUPS = {"near": ["ssb_hard", "ninco"], "far": ["inaturalist", "textures", "openimage_o"]}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from _cmakit_tiny import tiny_model, tiny_pairs
 
-from cmakit.checkpoint import list_checkpoints
-from cmakit.trainer import TrainConfig, train
+from cmakit.engine.checkpoint import list_checkpoints
+from cmakit.engine.trainer import TrainConfig, train
 
 torch.set_num_threads(1)
 BASE = {"lr": 1e-3, "warmup_steps": 3, "batch_size": 16, "num_workers": 0, "progress": False}

@@ -7,8 +7,8 @@ import pytest
 import torch
 from _unit_rows import unit_rows
 
-from cmakit import scores
-from cmakit.scores import (
+from cmakit.core import scores
+from cmakit.core.scores import (
     energy_score,
     get_score,
     list_scores,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from _cmakit_tiny import tiny_model, tiny_pairs
 
-from cmakit.batching import BadSample, BatchPlan
-from cmakit.checkpoint import load_model_weights, save_model
-from cmakit.config import ConfigError, from_dict
-from cmakit.trainer import TrainConfig, lr_factor, train
+from cmakit.common.config import ConfigError, from_dict
+from cmakit.engine.batching import BadSample, BatchPlan
+from cmakit.engine.trainer import TrainConfig, lr_factor, train
+from cmakit.models.weights import load_model_weights, save_model
 
 torch.set_num_threads(1)
 FAST = {"lr": 1e-3, "warmup_steps": 2, "batch_size": 16, "num_workers": 0, "progress": False}
@@ -183,7 +183,7 @@ def test_uint8_images_are_normalised_like_float_input(tmp_path):
 
 def test_package_level_train_is_the_function_after_submodule_import(tmp_path):
     import cmakit
-    import cmakit.trainer  # noqa: F401  (binds the submodule on the package)
+    import cmakit.engine.trainer  # noqa: F401  (binds the submodule on the package)
 
     assert cmakit.TrainConfig is TrainConfig and cmakit.train is train
     res = cmakit.train(

@@ -6,8 +6,8 @@ import collections
 
 import pytest
 
-from cmakit import wordnet
-from cmakit.wordnet import WORDNET_INSTALL_HINT, wordnet_candidates
+from cmakit.data import wordnet
+from cmakit.data.wordnet import WORDNET_INSTALL_HINT, wordnet_candidates
 
 
 def _installed() -> bool:

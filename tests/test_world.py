@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cmakit.config import ConfigError, from_dict
-from cmakit.world import OOD_GROUPS, OOD_SETS, WorldConfig, build_world, lexicon, world_config
-from cmakit.world.concepts import COLOURS, FAMILIES, SHAPE_WORDS, TEXTURE_WORDS, concept_family
-from cmakit.world.render import COLOUR_NAMES, OBJECTS
-from cmakit.world.sanity import max_iou
+from cmakit.common.config import ConfigError, from_dict
+from cmakit.data.world import OOD_GROUPS, OOD_SETS, WorldConfig, build_world, lexicon, world_config
+from cmakit.data.world.concepts import COLOURS, FAMILIES, SHAPE_WORDS, TEXTURE_WORDS, concept_family
+from cmakit.data.world.render import COLOUR_NAMES, OBJECTS
+from cmakit.data.world.sanity import max_iou
 
 SMOKE = world_config("smoke")
 SPLITS = ("pretrain", "train", "val", "test", *OOD_SETS)
@@ -172,7 +172,7 @@ def test_datasets(world):
 
 
 def test_figure(world, tmp_path):
-    from cmakit.world.figure import plot_world_samples
+    from cmakit.data.world.figure import plot_world_samples
 
     paths = plot_world_samples(world, tmp_path / "samples.png", n_per_split=4)
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(

@@ -1,4 +1,5 @@
-"""The notebook pipeline: run configuration, stages, evaluation, results and the runner."""
+"""The notebook pipeline: run configuration and profiles, products keyed by their inputs,
+stages, results, the runner, publishing, and the command line's embed/evaluate steps."""
 
 import warnings
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from cmakit.io import atomic_path, cache_root, fingerprint, read_json, write_json
+from cmakit.common.io import atomic_path, cache_root, fingerprint, read_json, write_json
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Benchmark:
 def ood_groups(cfg: RunConfig) -> dict[str, list[str]]:
     """The near/far (and, on the paper path, MOS) groups of the run's OoD sets, without
     building any data set."""
-    from cmakit.world import OOD_GROUPS
+    from cmakit.data.world import OOD_GROUPS
 
     groups = OOD_GROUPS if cfg.embedded else PAPER_GROUPS
     return {k: list(v) for k, v in groups.items()}
@@ -84,8 +84,8 @@ def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | Non
     Worlds are cached (``<cache>/worlds/<fingerprint>.pt``), so every notebook and every later
     run loads the same bytes instead of generating them again.
     """
-    from cmakit.config import to_dict
-    from cmakit.world import build_world, world_config
+    from cmakit.common.config import to_dict
+    from cmakit.data.world import build_world, world_config
 
     wcfg = world_config(cfg.world, **({} if seed is None else {"split_seed": seed}))
     path = (
@@ -136,7 +136,7 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
     Raises:
         FileNotFoundError: a missing root, folder or list (the expected layout is shown).
     """
-    from cmakit import data
+    from cmakit.data import paper as data
 
     classnames = data.imagenet_classnames()
     roots = {"imagenet": cfg.imagenet_root or None, "mos": cfg.mos_root or None,

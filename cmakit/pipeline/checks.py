@@ -25,7 +25,7 @@ def check_run_inputs(cfg: RunConfig) -> None:
     """
     import open_clip
 
-    from cmakit.models import register_model_configs
+    from cmakit.models.factory import register_model_configs
 
     register_model_configs()
     if cfg.model not in open_clip.list_models():
@@ -55,7 +55,7 @@ def check_run_inputs(cfg: RunConfig) -> None:
 
 def _data_problems(cfg: RunConfig) -> list[str]:
     """Every data set the paper profile reads, opened as the run will open it."""
-    from cmakit import data
+    from cmakit.data import paper as data
 
     roots = {"imagenet": cfg.imagenet_root or None, "mos": cfg.mos_root or None,
              "openood": cfg.openood_root or None}  # fmt: skip

@@ -1,10 +1,11 @@
 """The run configuration shared by every notebook, the runner and the command line.
 
-A notebook's tagged ``parameters`` cell holds exactly the fields of :class:`RunParams`. Every
-field but ``run_dir`` and ``profile`` defaults to ``None``, which means "the profile's value";
-:func:`resolve` merges the profile preset with the values given explicitly and returns the
-frozen :class:`RunConfig` that the code reads. So ``papermill ... -p profile smoke`` gives the
-smoke run, and ``-p lam 0.01`` changes one knob of it.
+A notebook's tagged ``parameters`` cell holds ``run_dir``, ``profile`` and an ``overrides``
+dict of the fields that differ from the profile (plus the few knobs that notebook alone owns);
+:func:`notebook_config` turns them into the frozen :class:`RunConfig` that the code reads. So
+``papermill ... -p profile smoke`` gives the smoke run, and ``-p overrides '{"lam": 0.01}'``
+changes one knob of it. :func:`resolve` merges a profile preset with any flat mapping of
+:class:`RunParams` fields (the runner's ``--set``, the command line).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from cmakit.config import ConfigError, check_keys, from_dict, to_dict
+from cmakit.common.config import ConfigError, check_keys, from_dict, to_dict
+from cmakit.common.constants import CONVENTIONS, TEST_PROMPT, TRAIN_PROMPT
 
 Profile = Literal["smoke", "cpu", "paper"]
 PROFILE_NAMES = ("smoke", "cpu", "paper")
@@ -74,7 +77,7 @@ class RunConfig:
             raise ConfigError(f"lam={self.lam!r} must be >= 0 (0 is FLYP).")
         if not 0 < self.neg_fraction <= 1:
             raise ConfigError(f"neg_fraction={self.neg_fraction!r} must be in (0, 1].")
-        if self.convention not in ("id_positive", "ood_positive"):
+        if self.convention not in CONVENTIONS:
             raise ConfigError(
                 f"convention={self.convention!r} is not known; choose 'id_positive' or 'ood_positive'."
             )
@@ -102,8 +105,8 @@ _COMMON: dict[str, Any] = {
     "openood_root": "",
     "weight_decay": 0.1,
     "precision": "fp32",
-    "train_prompt": "a photo of a {}",
-    "test_prompt": "The nice {}",
+    "train_prompt": TRAIN_PROMPT,
+    "test_prompt": TEST_PROMPT,
     "neg_fraction": 0.15,  # NegLabel: 15% of nouns and of adjectives
     "neglabel_temperature": 0.01,
     "neglabel_groups": 100,
@@ -236,3 +239,47 @@ def params_from_namespace(namespace: dict[str, Any]) -> dict[str, Any]:
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     """JSON-ready dict of a resolved configuration."""
     return to_dict(cfg)
+
+
+def project_root() -> Path:
+    """The folder above the package (a source checkout's root, where ``notebooks/`` is)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def notebook_config(
+    run_dir: str, profile: str, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """The configuration of a notebook's ``parameters`` cell: ``run_dir``, ``profile`` and an
+    ``overrides`` dict of RunConfig fields that differ from the profile.
+
+    A relative ``run_dir`` is taken relative to the project (not the kernel's working
+    directory), so a notebook opened in JupyterLab from ``notebooks/`` finds ``runs/cpu``.
+
+    Raises:
+        ConfigError: an unknown field in ``overrides`` (with the closest valid name), a wrong
+            type or an impossible value.
+    """
+    if isinstance(overrides, str):  # papermill's -p passes a dict as its JSON text
+        import json
+
+        try:
+            overrides = json.loads(overrides)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"overrides={overrides!r} is not a JSON object: {err}") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"overrides={overrides!r} must be a dict of RunConfig fields.")
+    overrides = dict(overrides)
+    for key in ("run_dir", "profile"):
+        if key in overrides:
+            raise ConfigError(f"overrides[{key!r}]: give {key} as its own notebook parameter.")
+    path = Path(run_dir)
+    if not path.is_absolute():
+        path = project_root() / path
+    return resolve({**overrides, "run_dir": str(path), "profile": profile})
+
+
+def profile_overrides(cfg: RunConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that differ from its profile's preset (what a notebook is passed)."""
+    preset = PROFILES[cfg.profile]
+    values = config_to_dict(cfg)
+    return {k: v for k, v in values.items() if k in preset and preset[k] != v}

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cmakit.io import read_json, write_text
-from cmakit.render import to_markdown
+from cmakit.common.io import read_json, write_text
+from cmakit.report.writers import to_markdown
 
 FIGURES = ("world_samples", "pretraining_curve", "training_curves", "pca_panels", "gap_direction", "gap_shift",
            "ablation", "auroc_neglabel", "auroc_mcm")  # fmt: skip

@@ -12,38 +12,78 @@ from typing import Any
 
 import numpy as np
 
-from cmakit.io import read_json, write_json
-from cmakit.pipeline import steps
+from cmakit.common.constants import METHODS
+from cmakit.common.io import read_json, write_json
+from cmakit.engine.bundle import EmbeddingBundle
+from cmakit.engine.evaluate import ScoreSettings, evaluate
+from cmakit.pipeline import products, steps
 from cmakit.pipeline.benchmark import ood_groups
 from cmakit.pipeline.config import RunConfig
-from cmakit.pipeline.evaluate import evaluate
+
+
+def score_settings(cfg: RunConfig) -> ScoreSettings:
+    """The run's scoring settings, from its configuration only (the evaluator reads no other)."""
+    return ScoreSettings(
+        mcm_temperature=cfg.mcm_temperature, neglabel_temperature=cfg.neglabel_temperature,
+        neglabel_groups=cfg.neglabel_groups, convention=cfg.convention,
+        aupr_estimator=AUPR_ESTIMATOR, bootstrap=cfg.bootstrap, groups=ood_groups(cfg),
+    )  # fmt: skip
+
+
+#: AUPR estimator of every run (OpenOOD's and the CMA code's trapezoid rule).
+AUPR_ESTIMATOR = "trapezoid"
+
+
+def evaluate_model(cfg: RunConfig, method: str, seed: int, *,
+                   lam: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """The per-seed record of one model (``lam`` overrides the method's λ); cached as JSON
+    under ``metrics/<model>-seed<s>-<fingerprint>.json``."""
+    weight = steps.method_lam(cfg, method) if lam is None else float(lam)
+    key = products.metrics_key(cfg, weight, seed)
+    tag = "zero_shot" if weight is None else f"lam{weight:g}"
+    path = Path(cfg.run_dir) / "metrics" / f"{tag}-seed{seed}-{key}.json"
+    if path.is_file():
+        return read_json(path)["record"]
+    record = evaluate(steps.embed(cfg, method, seed, lam=lam), score_settings(cfg), seed=seed)
+    write_json(path, {"method": method, "lam": weight, "seed": seed, "fingerprint": key,
+                      "embeddings": steps.embeddings_path(cfg, method, seed, lam).name,
+                      "record": record})  # fmt: skip
+    return record
 
 
 def seed_record(cfg: RunConfig, method: str, seed: int) -> dict[str, Any]:
-    """The evaluation of one (method, seed), from its embeddings; cached as JSON."""
-    path = Path(cfg.run_dir) / "metrics" / f"{method}-seed{seed}.json"
-    if path.is_file():
-        return read_json(path)
-    emb = steps.embed(cfg, method, seed)
-    record = evaluate(emb, cfg, ood_groups(cfg), seed=seed)
-    write_json(path, record)
-    return record
+    """The evaluation of one (method, seed): :func:`evaluate_model` of its model."""
+    return evaluate_model(cfg, method, seed)
 
 
 def all_records(cfg: RunConfig) -> dict[str, list[dict[str, Any]]]:
     """``{method: [record per seed]}`` for zero-shot, FLYP and CMA."""
-    return {m: [seed_record(cfg, m, s) for s in cfg.seeds] for m in steps.METHODS}
+    return {m: [seed_record(cfg, m, s) for s in cfg.seeds] for m in METHODS}
+
+
+def fingerprints(cfg: RunConfig) -> dict[str, Any]:
+    """The fingerprints of every product a summary of ``cfg`` is built from."""
+    out: dict[str, Any] = {"base_model": products.base_model_key(cfg),
+                           "negatives": products.negatives_key(cfg), "metrics": {}}  # fmt: skip
+    for method in METHODS:
+        for seed in cfg.seeds:
+            out["metrics"][f"{method}-seed{seed}"] = products.metrics_key(
+                cfg, steps.method_lam(cfg, method), seed
+            )
+    out["ablation"] = {f"lam{lam:g}-seed{s}": products.metrics_key(cfg, float(lam), s)
+                       for lam in cfg.ablation_lams for s in cfg.seeds[: cfg.ablation_seeds]}  # fmt: skip
+    return out
 
 
 def pca_projections(
-    embs: dict[str, dict[str, np.ndarray]], *, max_points: int = 400, seed: int = 0
+    embs: dict[str, EmbeddingBundle], *, max_points: int = 400, seed: int = 0
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[float]]]:
     """Per model, a joint PCA of its four layers (:func:`pca_layers`) onto two axes.
 
     Returns:
         ``({model: {layer: [n, 2]}}, {model: [explained variance of axis 1, axis 2]})``.
     """
-    from cmakit.geometry import joint_pca
+    from cmakit.core.geometry import joint_pca
 
     projections, explained = {}, {}
     for model, emb in embs.items():
@@ -55,26 +95,26 @@ def pca_projections(
 
 
 def gap_projections(
-    embs: dict[str, dict[str, np.ndarray]], *, max_points: int = 400, seed: int = 0
+    embs: dict[str, EmbeddingBundle], *, max_points: int = 400, seed: int = 0
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per model, the four layers on the gap direction and the top orthogonal PC.
 
     The gap is the one between the model's ID test images and ID prompts
-    (:func:`cmakit.geometry.gap_axes`); plain PCA can hide it when the spread inside each
+    (:func:`cmakit.core.geometry.gap_axes`); plain PCA can hide it when the spread inside each
     modality is larger than the distance between them.
     """
-    from cmakit.geometry import gap_axes
+    from cmakit.core.geometry import gap_axes
 
     out = {}
     for model, emb in embs.items():
         layers = pca_layers(emb, max_points=max_points, seed=seed)
-        proj = gap_axes(emb["id_images"], emb["id_texts"], *layers.values())
+        proj = gap_axes(emb.id_images, emb.id_texts, *layers.values())
         out[model] = dict(zip(layers, proj, strict=True))
     return out
 
 
 def pca_layers(
-    emb: dict[str, np.ndarray], *, max_points: int = 400, seed: int = 0
+    emb: EmbeddingBundle, *, max_points: int = 400, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """The four layers of the PCA figure, each subsampled to ``max_points`` rows (fixed seed).
 
@@ -82,9 +122,8 @@ def pca_layers(
     ``ood_images`` (all OoD sets pooled).
     """
     rng = np.random.default_rng(seed)
-    ood = np.concatenate([v for k, v in emb.items() if k.startswith("ood/")])
-    layers = {"id_images": emb["id_images"], "id_texts": emb["id_texts"],
-              "neg_texts": emb["neg_texts"], "ood_images": ood}  # fmt: skip
+    layers = {"id_images": emb.id_images, "id_texts": emb.id_texts,
+              "neg_texts": emb.neg_texts, "ood_images": emb.ood_pooled()}  # fmt: skip
     return {
         k: v if len(v) <= max_points else v[np.sort(rng.choice(len(v), max_points, replace=False))]
         for k, v in layers.items()
@@ -110,13 +149,14 @@ def timings(cfg: RunConfig) -> dict[str, Any]:
 
 def build_run_summary(cfg: RunConfig, *, write: bool = True) -> dict[str, Any]:
     """Assemble and validate the run's summary; with ``write``, save ``<run_dir>/summary.json``."""
-    from cmakit.report import build_summary, validate_summary
+    from cmakit.report.summary import build_summary, validate_summary
 
     summary = build_summary(
         cfg.profile, cfg.seeds, all_records(cfg), steps.ablation_rows(cfg), timings(cfg),
-        cfg.convention, groups=ood_groups(cfg), aupr_estimator="trapezoid",
+        cfg.convention, groups=ood_groups(cfg), aupr_estimator=AUPR_ESTIMATOR,
     )  # fmt: skip
     validate_summary(summary)
+    summary["fingerprints"] = fingerprints(cfg)
     if write:
         write_json(Path(cfg.run_dir) / "summary.json", summary)
     return summary

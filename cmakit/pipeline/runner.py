@@ -17,9 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cmakit.config import ConfigError
-from cmakit.io import read_json, write_json
-from cmakit.pipeline.config import PROFILE_NAMES, RunConfig, config_to_dict, resolve
+from cmakit.common.config import ConfigError
+from cmakit.common.io import read_json, write_json
+from cmakit.pipeline.config import (
+    PROFILE_NAMES,
+    RunConfig,
+    config_to_dict,
+    profile_overrides,
+    resolve,
+)
 
 log = logging.getLogger("cmakit.pipeline")
 
@@ -146,7 +152,7 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
     import papermill
 
     run_dir = Path(cfg.run_dir)
-    params = config_to_dict(cfg)
+    params = {"run_dir": cfg.run_dir, "profile": cfg.profile, "overrides": profile_overrides(cfg)}
     timings: dict[str, float] = {}
     for name in names:
         out_nb = run_dir / "notebooks" / name
@@ -178,6 +184,30 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
     return timings
 
 
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{field: (old, new)}`` for every field whose value differs between two configs."""
+    keys = sorted(set(old) | set(new))
+    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+
+
+def report_config_change(path: Path, cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Say which fields differ from the run folder's previous configuration, and which stages
+    they key (those products are recomputed; every other product is reused)."""
+    from cmakit.pipeline.products import affected_by
+
+    if not path.is_file():
+        return {}
+    old = read_json(path).get("config", {})
+    changes = config_changes(old, config_to_dict(cfg))
+    changes.pop("run_dir", None)
+    if changes:
+        lines = [f"  {key}: {a!r} -> {b!r} ({affected_by(key)})" for key, (a, b) in changes.items()]
+        log.info("configuration differs from the folder's previous run; products are keyed by "
+                 "their inputs, so only what these change is recomputed:\n%s",
+                 "\n".join(lines))  # fmt: skip
+    return changes
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bash run_all.sh``."""
     logging.basicConfig(level=logging.INFO, format="[cmakit] %(message)s")
@@ -199,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    report_config_change(run_dir / "config.json", cfg)
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), **provenance()})
     start = time.perf_counter()
     timings = execute(cfg, names)

@@ -1,8 +1,11 @@
-"""The stages the notebooks call: base model, fine-tuning, embeddings, negative labels.
+"""The stages the notebooks call: base model, fine-tuning, negative labels, embeddings.
 
-Every stage writes into the run folder (``cfg.run_dir``) and is idempotent: a stage whose
-product exists (a finished ``model.pt``, an embeddings bundle) loads it instead of recomputing,
-so an interrupted run resumes where it stopped and each notebook can be re-run alone.
+Every stage writes into the run folder (``cfg.run_dir``) under the fingerprint of exactly the
+inputs that determine its product (:mod:`cmakit.pipeline.products`). A stage whose product
+exists loads it instead of recomputing, so an interrupted run resumes where it stopped, each
+notebook can be re-run alone, and a changed parameter recomputes what it affects and nothing
+else. Models are named by their CMA weight: ``zero_shot`` is the pretrained model, ``flyp``
+is λ = 0, ``cma`` is λ = ``cfg.lam``, and an ablation point at the same λ is the same product.
 """
 
 from __future__ import annotations
@@ -16,20 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmakit.io import atomic_path, read_json, write_json
+from cmakit.common.io import read_json, write_json
+from cmakit.engine.bundle import EmbeddingBundle
+from cmakit.pipeline import products
 from cmakit.pipeline.benchmark import (
     Benchmark,
     embedded_benchmark,
-    ood_groups,
     paper_benchmark,
     record_time,
 )
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
-
-#: The three models compared everywhere, in display order.
-METHODS: tuple[str, ...] = ("zero_shot", "flyp", "cma")
 
 
 class _NoRandomInitNotice(logging.Filter):
@@ -52,12 +53,16 @@ def setup(cfg: RunConfig) -> Path:
     return run
 
 
-def method_lam(cfg: RunConfig, method: str) -> float:
-    """The CMA weight of a fine-tuned method: 0 for FLYP, ``cfg.lam`` for CMA."""
-    lams = {"flyp": 0.0, "cma": cfg.lam}
+def method_lam(cfg: RunConfig, method: str) -> float | None:
+    """The CMA weight of a method: None for zero-shot, 0 for FLYP, ``cfg.lam`` for CMA."""
+    lams = {"zero_shot": None, "flyp": 0.0, "cma": cfg.lam}
     if method not in lams:
-        raise KeyError(f"Unknown fine-tuning method {method!r}; choose one of {list(lams)}.")
+        raise KeyError(f"Unknown method {method!r}; choose one of {list(lams)}.")
     return lams[method]
+
+
+def _lam(cfg: RunConfig, method: str, lam: float | None) -> float | None:
+    return method_lam(cfg, method) if lam is None else float(lam)
 
 
 # ---------------------------------------------------------------- models
@@ -68,8 +73,8 @@ def base_model(cfg: RunConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
         ``(model, tokenizer, info)``; ``info["weights"]`` is the file the weights came from.
     """
     if cfg.embedded:
-        from cmakit.pretrain import pretrain_clip, pretrain_config
-        from cmakit.world import world_config
+        from cmakit.data.world import world_config
+        from cmakit.engine.pretrain import pretrain_clip, pretrain_config
 
         pcfg = pretrain_config(cfg.world, model=cfg.model)
         model, tokenizer, info = pretrain_clip(
@@ -77,7 +82,7 @@ def base_model(cfg: RunConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
         )
         record_time(cfg, "pretrain_s", info["train_s"])  # as measured when it was trained
         return model, tokenizer, {**info, "weights": str(Path(info["path"]) / "model.pt")}
-    from cmakit.models import load_clip
+    from cmakit.models.factory import load_clip
 
     model, _, tokenizer = load_clip(cfg.model, pretrained=cfg.pretrained or None, device="cpu")
     return model, tokenizer, {"weights": cfg.pretrained}
@@ -97,10 +102,15 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def model_dir(cfg: RunConfig, method: str, seed: int, lam: float | None = None) -> Path:
-    """Folder of one fine-tuning run (``lam`` given: an ablation point)."""
-    if lam is not None:
-        return Path(cfg.run_dir) / "models" / "ablation" / f"lam{lam:g}-seed{seed}"
-    return Path(cfg.run_dir) / "models" / f"{method}-seed{seed}"
+    """Folder of one fine-tuning run: ``models/lam<λ>-seed<s>-<fingerprint>/``.
+
+    ``lam`` given overrides the method's weight (an ablation point).
+    """
+    weight = _lam(cfg, method, lam)
+    if weight is None:
+        raise ValueError("The zero-shot model is not fine-tuned; it has no run folder.")
+    key = products.model_key(cfg, weight, seed)
+    return Path(cfg.run_dir) / "models" / f"lam{weight:g}-seed{seed}-{key}"
 
 
 def benchmark(cfg: RunConfig, seed: int, preprocess: Any = None) -> Benchmark:
@@ -108,7 +118,7 @@ def benchmark(cfg: RunConfig, seed: int, preprocess: Any = None) -> Benchmark:
     if cfg.embedded:
         return embedded_benchmark(cfg, seed)
     if preprocess is None:
-        from cmakit.data import paper_transform
+        from cmakit.models.transforms import paper_transform
 
         preprocess = paper_transform(224, train=False)
     return paper_benchmark(cfg, preprocess)
@@ -128,9 +138,9 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
         Facts of the run: ``model_path``, ``history_path``, ``wall_time_s``, ``pairs_per_s``,
         ``final_step``, ``lam``, ``seed``, ``cached``.
     """
-    from cmakit.trainer import TrainConfig, train
+    from cmakit.engine.trainer import TrainConfig, train
 
-    weight = method_lam(cfg, method) if lam is None else lam
+    weight = _lam(cfg, method, lam)
     out = model_dir(cfg, method, seed, lam)
     done = out / "result.json"
     if done.is_file():
@@ -155,7 +165,8 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
             "final_step": result.final_step, "wall_time_s": result.wall_time_s,
             "pairs_per_s": result.pairs_per_s, "bad_samples": result.bad_samples,
         }  # fmt: skip
-    facts = {"method": method, "lam": weight, "seed": seed, **facts}
+    facts = {"method": method, "lam": weight, "seed": seed,
+             "fingerprint": products.model_key(cfg, weight, seed), **facts}  # fmt: skip
     write_json(done, facts)
     return {**facts, "cached": False}
 
@@ -165,7 +176,7 @@ def torchrun_command(cfg: RunConfig, tcfg: Any, out: Path, nproc: int) -> list[s
     processes (every TrainConfig field becomes its flag, so both paths train alike)."""
     import sys
 
-    from cmakit.config import to_dict
+    from cmakit.common.config import to_dict
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "cmakit", "train", "--model", cfg.model, "--pretrained", cfg.pretrained,
@@ -196,16 +207,18 @@ def _finetune_torchrun(cfg: RunConfig, tcfg: Any, out: Path, gpus: int) -> dict[
 
 
 def load_model(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None):
-    """``(model, tokenizer)`` of a method: the zero-shot model or a fine-tuned one."""
-    from cmakit.checkpoint import load_model_weights
+    """``(model, tokenizer)`` of a method: the zero-shot model or a fine-tuned one.
 
-    model, tokenizer, _ = base_model(cfg)
-    if method != "zero_shot" or lam is not None:
+    A fine-tuned model that this configuration has not produced yet is fine-tuned now (its
+    fingerprint changed with a parameter, or notebook 02 was skipped).
+    """
+    from cmakit.models.weights import load_model_weights
+
+    if _lam(cfg, method, lam) is not None:
+        finetune(cfg, method, seed, lam=lam)  # loads its result when already done
         path = model_dir(cfg, method, seed, lam) / "model.pt"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} does not exist: run the fine-tuning notebook (02_finetune) first."
-            )
+    model, tokenizer, _ = base_model(cfg)
+    if _lam(cfg, method, lam) is not None:
         model = load_model_weights(copy.deepcopy(model), path)
     return model.eval(), tokenizer
 
@@ -219,11 +232,11 @@ def read_history(cfg: RunConfig, method: str, seed: int) -> list[dict[str, Any]]
 def negative_labels(cfg: RunConfig) -> list[Any]:
     """Mine the negative labels once, with the zero-shot (pretrained) text encoder.
 
-    Saved to ``<run_dir>/negative_labels.tsv`` (word, pos, affinity); later calls load it.
+    Saved to ``<run_dir>/negatives/<fingerprint>.tsv`` (word, pos, affinity); later calls load it.
     """
-    from cmakit.negatives import load_negative_labels, mine_negatives, save_negative_labels
+    from cmakit.engine.negatives import load_negative_labels, mine_negatives, save_negative_labels
 
-    path = Path(cfg.run_dir) / "negative_labels.tsv"
+    path = negative_labels_path(cfg)
     if path.is_file():
         return load_negative_labels(path)
     model, tokenizer, _ = base_model(cfg)
@@ -238,86 +251,81 @@ def negative_labels(cfg: RunConfig) -> list[Any]:
     return labels
 
 
+def negative_labels_path(cfg: RunConfig) -> Path:
+    """Where the run's negative labels are (or will be) saved."""
+    return Path(cfg.run_dir) / "negatives" / f"{products.negatives_key(cfg)}.tsv"
+
+
 # ---------------------------------------------------------------- embeddings
+def _tag(cfg: RunConfig, method: str, seed: int, lam: float | None) -> str:
+    weight = _lam(cfg, method, lam)
+    return f"zero_shot-seed{seed}" if weight is None else f"lam{weight:g}-seed{seed}"
+
+
 def embeddings_path(cfg: RunConfig, method: str, seed: int, lam: float | None = None) -> Path:
-    tag = f"{method}-seed{seed}" if lam is None else f"ablation-lam{lam:g}-seed{seed}"
-    return Path(cfg.run_dir) / "embeddings" / f"{tag}.npz"
+    """``embeddings/<model>-seed<s>-<fingerprint>.npz`` of one model."""
+    key = products.embeddings_key(cfg, _lam(cfg, method, lam), seed)
+    return Path(cfg.run_dir) / "embeddings" / f"{_tag(cfg, method, seed, lam)}-{key}.npz"
 
 
-def embed(
-    cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
-) -> dict[str, np.ndarray]:
-    """Encode everything the evaluation needs with one model; cached per (model, seed).
+def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -> EmbeddingBundle:
+    """Encode everything the evaluation needs with one model; cached per fingerprint.
 
     Returns:
-        ``id_images [N, D]``, ``id_labels [N]``, ``id_texts [K, D]`` (test prompt),
-        ``neg_texts [M, D]``, ``logit_scale`` (scalar) and ``ood/<set>`` ``[n, D]`` arrays,
-        all float32 and L2-normalised.
+        The model's :class:`~cmakit.engine.bundle.EmbeddingBundle` of the seed's benchmark:
+        ID test images and labels, ID prompts (test prompt), negative labels, OoD sets.
     """
-    from cmakit.embed import EmbeddingCache
-    from cmakit.negatives import negative_prompts
+    from cmakit.engine.embed import EmbeddingCache
+    from cmakit.engine.negatives import negative_prompts
 
     path = embeddings_path(cfg, method, seed, lam)
     if path.is_file():
-        return load_embeddings(path)
+        return EmbeddingBundle.load(path)
     model, tokenizer = load_model(cfg, method, seed, lam=lam)
     bench = benchmark(cfg, seed)
     cache = EmbeddingCache(Path(cfg.run_dir) / "embeddings" / "cache")
     opts = {"device": cfg.device, "progress": True}
     workers = {"num_workers": 0 if cfg.embedded else 8}
     enc = cache.images(model, bench.id_test, preprocessing=bench.preprocessing, **opts, **workers)
-    out = {"id_images": enc.embeddings, "id_labels": enc.labels}
     prompts = [cfg.test_prompt.format(c) for c in bench.classnames]
-    out["id_texts"] = cache.texts(model, tokenizer, prompts, **opts)
-    out["neg_texts"] = cache.texts(model, tokenizer, negative_prompts(negative_labels(cfg)), **opts)
-    out["logit_scale"] = np.asarray(float(model.logit_scale.detach().exp()), dtype=np.float32)
-    bad = {"id_test": len(enc.bad_paths)}
+    id_texts = cache.texts(model, tokenizer, prompts, **opts)
+    neg_texts = cache.texts(model, tokenizer, negative_prompts(negative_labels(cfg)), **opts)
+    bad, ood = {"id_test": len(enc.bad_paths)}, {}
     for name, data in bench.ood.items():
-        ood = cache.images(model, data, preprocessing=bench.preprocessing, **opts, **workers)
-        out[f"ood/{name}"], bad[name] = ood.embeddings, len(ood.bad_paths)
+        got = cache.images(model, data, preprocessing=bench.preprocessing, **opts, **workers)
+        ood[name], bad[name] = got.embeddings, len(got.bad_paths)
     if any(bad.values()):
         log.warning("unreadable images skipped while embedding: %s", bad)
-    out["bad_images"] = np.asarray(sum(bad.values()))
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **out)
-    return out
-
-
-def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
-    """Read an embeddings bundle written by :func:`embed`."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def ood_sets(emb: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """OoD set name -> image embeddings of a bundle."""
-    return {k.split("/", 1)[1]: v for k, v in emb.items() if k.startswith("ood/")}
+    bundle = EmbeddingBundle(
+        id_images=enc.embeddings, id_labels=enc.labels, id_texts=id_texts, neg_texts=neg_texts,
+        logit_scale=float(model.logit_scale.detach().exp()), ood=ood,
+        bad_images=sum(bad.values()),
+    )  # fmt: skip
+    bundle.save(path)
+    return bundle
 
 
 # ---------------------------------------------------------------- lambda ablation
 def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
-    """Fine-tune with ``lam``, embed, evaluate; one JSON per (lam, seed) makes it resumable.
+    """Fine-tune with ``lam``, embed, evaluate; one JSON per point makes it resumable.
 
-    λ = 0 and λ = ``cfg.lam`` reuse the FLYP and CMA runs of the same seed.
+    λ = 0 and λ = ``cfg.lam`` are the FLYP and CMA models of the same seed (same fingerprint).
 
     Returns:
-        ``{lam, seed, id_accuracy, modality_gap, <score>_<metric>, <score>_<group>_<metric>}``
-        for the MCM and NegLabel scores (averages over all OoD sets and per group).
+        ``{lam, seed, fingerprint, id_accuracy, modality_gap, <score>_<metric>,
+        <score>_<group>_<metric>}`` for the MCM and NegLabel scores (means over all OoD sets
+        and per group).
     """
-    from cmakit.pipeline.evaluate import evaluate
+    from cmakit.pipeline.results import evaluate_model
 
-    path = Path(cfg.run_dir) / "metrics" / "ablation" / f"lam{lam:g}-seed{seed}.json"
+    key = products.metrics_key(cfg, float(lam), seed)
+    path = Path(cfg.run_dir) / "metrics" / "ablation" / f"lam{lam:g}-seed{seed}-{key}.json"
     if path.is_file():
         return read_json(path)
     start = time.perf_counter()
-    if lam == 0.0 or lam == cfg.lam:
-        method, point = ("flyp" if lam == 0.0 else "cma"), None
-    else:
-        method, point = f"lam{lam:g}", lam
-    finetune(cfg, method, seed, lam=point)
-    emb = embed(cfg, method, seed, lam=point)
-    result = evaluate(emb, cfg, ood_groups(cfg), seed=seed)
-    row: dict[str, Any] = {"lam": float(lam), "seed": seed, "id_accuracy": result["id_accuracy"],
+    result = evaluate_model(cfg, "cma", seed, lam=float(lam))
+    row: dict[str, Any] = {"lam": float(lam), "seed": seed, "fingerprint": key,
+                           "id_accuracy": result["id_accuracy"],
                            "modality_gap": result["modality_gap"]}  # fmt: skip
     for score in ("mcm", "neglabel"):
         per = result["ood"][score]
@@ -332,6 +340,6 @@ def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
 
 
 def ablation_rows(cfg: RunConfig) -> list[dict[str, Any]]:
-    """Every finished ablation point of the run (one row per (lam, seed))."""
-    folder = Path(cfg.run_dir) / "metrics" / "ablation"
-    return [read_json(p) for p in sorted(folder.glob("lam*-seed*.json"))]
+    """The ablation points of this configuration (computed if missing), one per (λ, seed)."""
+    return [ablation_point(cfg, lam, seed)
+            for lam in cfg.ablation_lams for seed in cfg.seeds[: cfg.ablation_seeds]]  # fmt: skip

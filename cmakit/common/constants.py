@@ -1,0 +1,28 @@
+"""The one home of every value that more than one part of cmakit shares.
+
+Normalisation constants, prompts, metric conventions and method names live here and only here;
+every other module imports them, so a table, a figure and the engine can never disagree.
+"""
+
+from __future__ import annotations
+
+#: OpenAI CLIP's image normalisation (RGB mean and std of its training data, on [0, 1] pixels).
+OPENAI_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+#: Prompt of the fine-tuning pairs (FLYP and the paper's CMA code).
+TRAIN_PROMPT = "a photo of a {}"
+#: Prompt of the ID classes at test time (the CMA code's scoring prompt).
+TEST_PROMPT = "The nice {}"
+#: NegLabel's prompts of negative-label candidates, by part of speech.
+NEGLABEL_PROMPTS: dict[str, str] = {"noun": "The nice {}", "adj": "This is a {} photo"}
+
+#: Metric conventions: the paper's / MOS (ID positive) and OpenOOD v1.5's (OoD positive).
+CONVENTIONS: tuple[str, ...] = ("id_positive", "ood_positive")
+
+#: The three models compared everywhere, in display order.
+METHODS: tuple[str, ...] = ("zero_shot", "flyp", "cma")
+#: Short labels as in the paper's tables (``CMA_NegLabel``).
+METHOD_LABELS: dict[str, str] = {"zero_shot": "ZS", "flyp": "FLYP", "cma": "CMA"}
+#: Labels of figures and prose.
+MODEL_LABELS: dict[str, str] = {"zero_shot": "zero-shot", "flyp": "FLYP", "cma": "CMA"}

@@ -1,0 +1,258 @@
+"""Image data sets of the paper path: ImageNet-1k, the MOS OoD sets, OpenOOD v1.5 image lists.
+
+Roots come from arguments or from the environment variables in :data:`ENV_VARS`; the expected
+folder layouts are in :data:`LAYOUTS`. Unreadable images never crash a pass over the data: a
+data set returns a :class:`~cmakit.engine.batching.BadSample` in their place, the collate function
+drops it, and the consumer counts and reports them (:func:`cmakit.engine.embed.encode_images`,
+:func:`cmakit.engine.trainer.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from cmakit.common.constants import TRAIN_PROMPT
+from cmakit.models.transforms import paper_transform
+
+log = logging.getLogger(__name__)
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+
+ENV_VARS = {"imagenet": "CMAKIT_IMAGENET", "mos": "CMAKIT_MOS", "openood": "CMAKIT_OPENOOD"}
+MOS_SETS = {"iNaturalist": ("iNaturalist",), "SUN": ("SUN",), "Places": ("Places",),
+            "Textures": ("Textures", "dtd")}  # fmt: skip
+OPENOOD_SETS = ("imagenet", "ssb_hard", "ninco", "inaturalist", "textures", "openimage_o")
+
+LAYOUTS = {
+    "imagenet": """\
+$CMAKIT_IMAGENET/            ImageNet-1k (ILSVRC2012) as ImageFolder trees
+  train/n01440764/*.JPEG     1,000 WordNet-id folders, 1,281,167 images
+  val/n01440764/*.JPEG       the same 1,000 folders, 50,000 images
+Folders sorted by name give class indices 0..999, the order of open_clip's
+IMAGENET_CLASSNAMES (OpenAI's class names).""",
+    "mos": """\
+$CMAKIT_MOS/                 MOS OoD sets (Huang & Li, 2021), images anywhere below each folder
+  iNaturalist/images/*.jpg   10,000 images
+  SUN/images/*.jpg           10,000 images
+  Places/images/*.jpg        10,000 images
+  dtd/images/<class>/*.jpg   Textures, 5,640 images (a folder named Textures/ also works)""",
+    "openood": """\
+$CMAKIT_OPENOOD/             OpenOOD v1.5 data root
+  benchmark_imglist/imagenet/test_{imagenet,ssb_hard,ninco,inaturalist,textures,openimage_o}.txt
+                             one "relative/path label" per line
+  images_largescale/         image paths of every list except textures are relative to here
+  images_classic/            textures' image paths are relative to here""",
+}
+
+
+def resolve_root(kind: str, root: str | os.PathLike | None = None) -> Path:
+    """The data root of ``kind`` ("imagenet", "mos", "openood") from ``root`` or its env var.
+
+    Raises:
+        KeyError: for an unknown ``kind``.
+        FileNotFoundError: when no root is given or it is not a folder; shows the layout.
+    """
+    if kind not in ENV_VARS:
+        raise KeyError(f"Unknown data kind {kind!r}; choose one of {sorted(ENV_VARS)}.")
+    value = root if root is not None else os.environ.get(ENV_VARS[kind])
+    if value is None:
+        raise FileNotFoundError(
+            f"No {kind} root: pass it as an argument or set ${ENV_VARS[kind]}. "
+            f"Expected layout:\n{LAYOUTS[kind]}"
+        )
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{kind} root {path} is not a folder. Expected layout:\n{LAYOUTS[kind]}"
+        )
+    return path
+
+
+def imagenet_classnames() -> list[str]:
+    """OpenAI's 1,000 ImageNet class names (as shipped by open_clip), in class-index order."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    return list(IMAGENET_CLASSNAMES)
+
+
+@dataclasses.dataclass(frozen=True)
+class BadSample:
+    """Returned by a dataset in place of an item it could not read.
+
+    Attributes:
+        path: The file that failed.
+        error: The exception message.
+    """
+
+    path: str
+    error: str
+
+
+class ImageFiles(Dataset):
+    """Labelled image files; yields ``(image, label)`` or a :class:`BadSample`.
+
+    Args:
+        samples: ``(path, label)`` pairs; label -1 marks OoD images.
+        transform: PIL image -> tensor (default: :func:`paper_transform` test transform).
+        name: Identity of the set, used in cache fingerprints and reports.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable | None = None,
+                 name: str = "images") -> None:  # fmt: skip
+        self.samples = list(samples)
+        self.transform = transform or paper_transform()
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """``[N]`` long labels."""
+        return torch.tensor([label for _, label in self.samples], dtype=torch.long)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                img.load()
+                image = self.transform(img)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            return BadSample(str(path), f"{type(err).__name__}: {err}")
+        return image, label
+
+
+def _image_files(folder: Path) -> list[str]:
+    found = []
+    for dirpath, _, files in os.walk(folder):
+        found += [os.path.join(dirpath, f) for f in files if f.lower().endswith(IMG_EXTENSIONS)]
+    return sorted(found)
+
+
+def imagenet_split(
+    split: str = "val",
+    root: str | os.PathLike | None = None,
+    *,
+    transform: Callable | None = None,
+    classnames: Sequence[str] | None = None,
+) -> ImageFiles:
+    """ImageNet-1k ``train`` or ``val`` (layout: ``LAYOUTS["imagenet"]``).
+
+    Args:
+        split: "train" or "val".
+        root: Data root; default ``$CMAKIT_IMAGENET``.
+        transform: Default :func:`paper_transform` (train transform for "train").
+        classnames: Expected classes (default OpenAI's 1,000); the number of class folders must
+            match it.
+
+    Raises:
+        FileNotFoundError: missing root or split folder, or a class folder without images.
+        ValueError: number of class folders differs from ``len(classnames)``.
+    """
+    folder = resolve_root("imagenet", root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found. Expected layout:\n{LAYOUTS['imagenet']}")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    expected = len(classnames) if classnames is not None else 1000
+    if len(classes) != expected:
+        raise ValueError(
+            f"{folder} holds {len(classes)} class folders, expected {expected}. "
+            f"Expected layout:\n{LAYOUTS['imagenet']}"
+        )
+    samples = []
+    for label, wnid in enumerate(classes):
+        files = _image_files(folder / wnid)
+        if not files:
+            raise FileNotFoundError(f"Class folder {folder / wnid} holds no images.")
+        samples += [(f, label) for f in files]
+    tf = transform or paper_transform(train=split == "train")
+    return ImageFiles(samples, tf, name=f"imagenet-{split}")
+
+
+def mos_dataset(name: str, root: str | os.PathLike | None = None, *,
+                transform: Callable | None = None) -> ImageFiles:  # fmt: skip
+    """One MOS OoD set: "iNaturalist", "SUN", "Places" or "Textures" (label -1).
+
+    Raises:
+        KeyError: unknown ``name``.
+        FileNotFoundError: missing folder (paths tried are listed) or a folder without images.
+    """
+    if name not in MOS_SETS:
+        raise KeyError(f"Unknown MOS set {name!r}; choose one of {list(MOS_SETS)}.")
+    base = resolve_root("mos", root)
+    tried = [base / d for d in MOS_SETS[name]]
+    folder = next((p for p in tried if p.is_dir()), None)
+    if folder is None:
+        raise FileNotFoundError(
+            f"MOS set {name}: none of {[str(p) for p in tried]} exists. "
+            f"Expected layout:\n{LAYOUTS['mos']}"
+        )
+    files = _image_files(folder)
+    if not files:
+        raise FileNotFoundError(f"MOS set {name}: no images below {folder}.")
+    return ImageFiles([(f, -1) for f in files], transform, name=f"mos-{name}")
+
+
+def openood_dataset(name: str, root: str | os.PathLike | None = None, *,
+                    transform: Callable | None = None) -> ImageFiles:  # fmt: skip
+    """One OpenOOD v1.5 ImageNet test list, e.g. "ninco" (labels as in the list; OoD = -1).
+
+    Raises:
+        KeyError: unknown ``name``.
+        FileNotFoundError: missing list file (path shown with the layout).
+        ValueError: a malformed line (file and line number shown).
+    """
+    if name not in OPENOOD_SETS:
+        raise KeyError(f"Unknown OpenOOD set {name!r}; choose one of {list(OPENOOD_SETS)}.")
+    base = resolve_root("openood", root)
+    listing = base / "benchmark_imglist" / "imagenet" / f"test_{name}.txt"
+    if not listing.is_file():
+        raise FileNotFoundError(f"{listing} not found. Expected layout:\n{LAYOUTS['openood']}")
+    images = base / ("images_classic" if name == "textures" else "images_largescale")
+    samples = []
+    for n, line in enumerate(listing.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ValueError(f"{listing}:{n}: expected 'relative/path label', got {line!r}.")
+        label = int(parts[1]) if name == "imagenet" else -1
+        samples.append((str(images / parts[0]), label))
+    return ImageFiles(samples, transform, name=f"openood-{name}")
+
+
+class PromptPairs(Dataset):
+    """(image, class-prompt tokens) pairs for fine-tuning: FLYP/CMA's training data.
+
+    The prompt of every class is tokenized once (``[C, L]`` rows cached); item i is
+    ``(image_i, tokens[label_i])``. Bad images pass through as :class:`BadSample`.
+
+    Args:
+        images: A labelled image data set (e.g. :func:`imagenet_split` "train").
+        tokenizer: open_clip tokenizer (list of str -> ``[n, L]`` long tensor).
+        classnames: Class names in label order.
+        template: Prompt with one ``{}``; the paper trains with "a photo of a {}".
+    """
+
+    def __init__(self, images: ImageFiles, tokenizer: Callable, classnames: Sequence[str],
+                 template: str = TRAIN_PROMPT) -> None:  # fmt: skip
+        self.images = images
+        self.tokens = tokenizer([template.format(c) for c in classnames]).long()  # (C, L)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        item = self.images[index]
+        if isinstance(item, BadSample):
+            return item
+        image, label = item
+        return image, self.tokens[label]

@@ -1,0 +1,171 @@
+"""WordNet 3.0 nouns and adjectives: the candidate pool of NegLabel's negative labels.
+
+The lemmas are read with nltk's ``WordNetCorpusReader`` from, in order:
+
+1. nltk's own WordNet data (``nltk.data.find("corpora/wordnet")``), if installed;
+2. Debian's ``wordnet-base`` package (``/usr/share/wordnet``). Its files lack the
+   ``lexnames`` file that nltk needs, and nltk only reads files under its data roots, so the
+   files are copied once into ``<cache>/nltk_data/corpora/wordnet`` together with a generated
+   ``lexnames`` (written atomically), and ``<cache>/nltk_data`` is appended to
+   ``nltk.data.path``.
+
+``<cache>`` is :func:`cmakit.common.io.cache_root`. The candidate list is cached
+there as JSON too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from cmakit.common.io import atomic_path, cache_root, fingerprint
+
+__all__ = ["POS_PRIORITY", "WORDNET_INSTALL_HINT", "cache_dir", "wordnet_candidates"]
+
+log = logging.getLogger(__name__)
+
+#: Where Debian's ``wordnet-base`` installs the WordNet 3.0 database.
+DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
+
+#: A word that is both a noun and an adjective is listed once, with the first POS here.
+POS_PRIORITY = ("noun", "adj")
+
+WORDNET_INSTALL_HINT = (
+    "WordNet 3.0 was not found. Install it with `apt-get install wordnet-base` (Debian/Ubuntu; "
+    "files in /usr/share/wordnet) or `python -m nltk.downloader wordnet` (nltk's data)."
+)
+
+# The 45 lexicographer files of WordNet 3.0 (lexnames(5WN)): number, name, syntactic category.
+_LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
+    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
+    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
+    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
+    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+_LEX_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+_NLTK_POS = {"noun": "n", "adj": "a"}
+
+
+def cache_dir() -> Path:
+    """cmakit's cache folder (:func:`cmakit.common.io.cache_root`)."""
+    return cache_root()
+
+
+def _lexnames_text() -> str:
+    return "".join(
+        f"{i:02d}\t{name}\t{_LEX_CATEGORY[name.split('.')[0]]}\n"
+        for i, name in enumerate(_LEXNAMES)
+    )
+
+
+def _nltk_wordnet_root() -> Path | None:
+    import nltk
+
+    try:
+        return Path(str(nltk.data.find("corpora/wordnet")))
+    except LookupError:
+        return None
+
+
+def _debian_copy(source: Path, cache: Path) -> Path:
+    """Copy Debian's WordNet files plus a generated ``lexnames`` into an nltk data root."""
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    target = cache / "nltk_data" / "corpora" / "wordnet"
+    if (target / "lexnames").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".wordnet.", dir=target.parent))
+    try:
+        for name in WordNetCorpusReader._FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, tmp / name)
+        (tmp / "lexnames").write_text(_lexnames_text())
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)  # atomic: a complete folder or none
+    except OSError:
+        if not (target / "lexnames").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("Prepared WordNet from %s in %s", source, target)
+    return target
+
+
+def _wordnet_root() -> tuple[Path, str]:
+    """Return ``(reader root, source description)`` or raise ``LookupError`` with a hint."""
+    root = _nltk_wordnet_root()
+    if root is not None and root.is_dir():
+        return root, f"nltk data {root}"
+    if (DEBIAN_WORDNET_DIR / "index.noun").is_file():
+        return _debian_copy(DEBIAN_WORDNET_DIR, cache_dir()), f"wordnet-base {DEBIAN_WORDNET_DIR}"
+    raise LookupError(WORDNET_INSTALL_HINT)
+
+
+def _open_reader(root: Path):
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class _EnglishOnlyReader(WordNetCorpusReader):
+        # The OMW version map needs index.sense, which wordnet-base lacks; lemmas do not.
+        def map_wn(self, version="wordnet"):
+            return None
+
+    data_root = str(root.parent.parent)  # .../nltk_data for .../nltk_data/corpora/wordnet
+    if data_root not in nltk.data.path:
+        nltk.data.path.append(data_root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "multilingual functions are not available"
+        return _EnglishOnlyReader(str(root), None)
+
+
+def _read_candidates(root: Path) -> list[tuple[str, str]]:
+    reader = _open_reader(root)
+    seen: dict[str, str] = {}
+    for pos in POS_PRIORITY:
+        for lemma in sorted(reader.all_lemma_names(pos=_NLTK_POS[pos])):
+            seen.setdefault(lemma.replace("_", " "), pos)
+    return sorted(seen.items())
+
+
+def wordnet_candidates(*, use_cache: bool = True) -> list[tuple[str, str]]:
+    """Every noun and adjective lemma of WordNet 3.0, as ``(word, pos)`` pairs.
+
+    Underscores become spaces (``"ice_cream"`` -> ``"ice cream"``); words keep WordNet's
+    lower case. A word that is both a noun and an adjective is listed once, as ``"noun"``
+    (:data:`POS_PRIORITY`). Adjectives include satellite adjectives. The list is sorted by
+    word, so it is deterministic. With WordNet 3.0 it holds 117,798 nouns and 18,341
+    adjectives (136,139 words).
+
+    Args:
+        use_cache: Read/write the list as JSON under :func:`cache_dir`.
+
+    Returns:
+        Sorted list of ``(word, pos)`` with ``pos`` in ``{"noun", "adj"}``.
+
+    Raises:
+        LookupError: WordNet is not installed; the message says how to install it.
+
+    Example:
+        >>> ("dog", "noun") in wordnet_candidates()
+        True
+    """
+    root, source = _wordnet_root()
+    stamp = [(p.name, p.stat().st_size) for p in sorted(root.glob("index.*"))]
+    path = cache_dir() / f"wordnet_candidates_{fingerprint(str(root), stamp)}.json"
+    if use_cache and path.is_file():
+        return [tuple(item) for item in json.loads(path.read_text())]
+    candidates = _read_candidates(root)
+    log.info("Read %d WordNet candidates from %s", len(candidates), source)
+    if use_cache:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(candidates))
+    return candidates

@@ -1,0 +1,146 @@
+"""The vocabulary of the world: concepts, attributes, their synonyms, and the lexicon.
+
+Every word a caption can contain is listed here, with the concept or attribute it names. The
+lexicon (the world's analogue of WordNet) is the set of these words tagged ``noun`` or ``adj``;
+negative-label mining draws its candidates from it.
+"""
+
+from __future__ import annotations
+
+from cmakit.data.world.shapes import GEOMETRIC, PICTOGRAMS
+
+# Concept -> words that name it. The first word is the canonical class name; captions use it
+# most of the time and a synonym otherwise, so the text tower has to learn that the words mean
+# the same picture.
+SHAPE_WORDS: dict[str, tuple[str, ...]] = {
+    "circle": ("circle", "disc", "disk"),
+    "square": ("square", "block"),
+    "triangle": ("triangle", "wedge"),
+    "star": ("star", "pentagram"),
+    "cross": ("cross", "plus"),
+    "heart": ("heart",),
+    "ring": ("ring", "donut", "hoop"),
+    "hexagon": ("hexagon",),
+    "arrow": ("arrow", "pointer"),
+    "crescent": ("crescent", "moon"),
+    "oval": ("oval", "ellipse", "egg"),
+    "rectangle": ("rectangle", "slab"),
+    "trapezoid": ("trapezoid", "trapezium"),
+    "semicircle": ("semicircle", "dome"),
+    "kite": ("kite",),
+    "chevron": ("chevron",),
+    "diamond": ("diamond", "rhombus"),
+    "pentagon": ("pentagon",),
+    "spark": ("spark", "twinkle"),
+    "bar": ("bar", "stick", "plank"),
+    "house": ("house", "home", "cottage"),
+    "tree": ("tree",),
+    "mushroom": ("mushroom", "toadstool"),
+    "fish": ("fish",),
+    "flower": ("flower", "blossom", "daisy"),
+    "sailboat": ("sailboat", "boat", "yacht"),
+    "key": ("key",),
+    "umbrella": ("umbrella", "parasol"),
+    "cup": ("cup", "mug"),
+    "hourglass": ("hourglass",),
+    "bell": ("bell",),
+    "lollipop": ("lollipop", "candy"),
+}
+
+# Texture concept -> (nouns, adjectives). Adjectives also describe object fills ("a striped star").
+TEXTURE_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "stripes": (("stripes", "lines"), ("striped", "stripy")),
+    "checkerboard": (("checkerboard", "checks"), ("checkered", "chequered")),
+    "dots": (("dots", "spots"), ("dotted", "spotted")),
+    "waves": (("waves", "ripples"), ("wavy",)),
+    "grid": (("grid", "mesh"), ("gridded",)),
+    "speckles": (("speckles", "noise"), ("speckled",)),
+}
+
+# Colour -> (RGB in [0, 1], words). The first word is the canonical one.
+COLOURS: dict[str, tuple[tuple[float, float, float], tuple[str, ...]]] = {
+    "red": ((0.85, 0.1, 0.1), ("red", "crimson", "scarlet")),
+    "green": ((0.1, 0.7, 0.15), ("green", "emerald")),
+    "blue": ((0.12, 0.25, 0.9), ("blue", "azure")),
+    "yellow": ((0.95, 0.88, 0.1), ("yellow", "golden")),
+    "orange": ((0.98, 0.55, 0.05), ("orange", "amber")),
+    "purple": ((0.55, 0.15, 0.75), ("purple", "violet")),
+    "pink": ((0.98, 0.5, 0.75), ("pink", "rosy")),
+    "cyan": ((0.1, 0.85, 0.9), ("cyan", "turquoise")),
+    "brown": ((0.5, 0.3, 0.12), ("brown", "chocolate")),
+    "white": ((0.96, 0.96, 0.96), ("white", "snowy")),
+    "black": ((0.06, 0.06, 0.06), ("black", "ebony")),
+    "gray": ((0.5, 0.5, 0.5), ("gray", "grey")),
+}
+
+SIZE_WORDS: dict[str, tuple[str, ...]] = {
+    "small": ("small", "tiny", "little"),
+    "large": ("large", "big", "huge"),
+}
+
+# Background kind -> adjectives used in "on a ... background".
+BACKGROUND_WORDS: dict[str, tuple[str, ...]] = {
+    "plain": ("plain", "blank"),
+    "gradient": ("gradient", "shaded"),
+    "noisy": ("noisy", "grainy"),
+}
+
+# Light or dark background tone -> adjective.
+TONE_WORDS: dict[str, tuple[str, ...]] = {"light": ("light", "pale"), "dark": ("dark", "dim")}
+
+# Generic nouns and adjectives of captions that name no concept.
+FILLER_NOUNS: tuple[str, ...] = (
+    "photo",
+    "picture",
+    "image",
+    "drawing",
+    "shape",
+    "object",
+    "background",
+    "pattern",
+    "texture",
+)
+FILLER_ADJS: tuple[str, ...] = ("nice",)
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "geometric": tuple(GEOMETRIC),
+    "pictogram": tuple(PICTOGRAMS),
+    "texture": tuple(TEXTURE_WORDS),
+}
+
+
+def concept_family(name: str) -> str:
+    """Family of a concept (``geometric``, ``pictogram`` or ``texture``).
+
+    Raises:
+        KeyError: for an unknown concept, listing the families' members.
+    """
+    for family, members in FAMILIES.items():
+        if name in members:
+            return family
+    raise KeyError(f"Unknown concept {name!r}; valid concepts: {FAMILIES}.")
+
+
+def concept_words(name: str) -> tuple[str, ...]:
+    """All words naming concept ``name`` (nouns; textures include their adjectives)."""
+    if name in SHAPE_WORDS:
+        return SHAPE_WORDS[name]
+    nouns, adjs = TEXTURE_WORDS[name]
+    return nouns + adjs
+
+
+def lexicon() -> list[tuple[str, str]]:
+    """Every word of the world as ``(word, pos)`` with ``pos`` in ``{"noun", "adj"}``, sorted.
+
+    Nouns: shape and pictogram names with synonyms, texture nouns, filler nouns. Adjectives:
+    colours, sizes, texture adjectives, background kinds and tones, filler adjectives. A word
+    that could be both (``dark``) is listed once, as an adjective.
+    """
+    nouns = {w for words in SHAPE_WORDS.values() for w in words}
+    nouns |= {w for ns, _ in TEXTURE_WORDS.values() for w in ns} | set(FILLER_NOUNS)
+    adjs = {w for _, words in COLOURS.values() for w in words}
+    for table in (SIZE_WORDS, BACKGROUND_WORDS, TONE_WORDS):
+        adjs |= {w for words in table.values() for w in words}
+    adjs |= {w for _, a in TEXTURE_WORDS.values() for w in a} | set(FILLER_ADJS)
+    nouns -= adjs
+    return sorted([(w, "noun") for w in nouns] + [(w, "adj") for w in adjs])

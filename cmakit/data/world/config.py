@@ -1,0 +1,214 @@
+"""Configuration of the embedded world: what is generated, how much, and which split is which.
+
+Two seeds: ``seed`` fixes the pretraining corpus, ``split_seed`` fixes the samples of the ID
+train/val/test splits and of the OoD sets. Changing ``split_seed`` (one per fine-tuning seed)
+draws fresh evaluation samples while the pretrained model, which only depends on
+:meth:`WorldConfig.pretrain_key`, is reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cmakit.common.config import ConfigError, from_dict, to_dict
+from cmakit.data.world.concepts import FAMILIES, concept_family
+
+# Default concept assignment. ID: geometric shapes. Near-OoD: other geometric shapes that look
+# like ID ones (the SSB-hard / NINCO analogue). Far-OoD: a different family of things
+# (pictograms, the iNaturalist analogue) and object-free texture images (the Textures analogue).
+# Concepts not assigned here (hexagon, pentagon, spark, bar, key, umbrella, cup, hourglass,
+# bell, lollipop) occur only in pretraining.
+ID_ORDER: tuple[str, ...] = (
+    "circle", "square", "triangle", "star", "cross",
+    "heart", "ring", "diamond", "arrow", "crescent",
+)  # fmt: skip
+NEAR_DEFAULT: tuple[str, ...] = ("oval", "rectangle", "trapezoid", "semicircle", "kite", "chevron")
+FAR_OBJECTS_DEFAULT: tuple[str, ...] = ("house", "tree", "mushroom", "fish", "flower", "sailboat")
+FAR_TEXTURES_DEFAULT: tuple[str, ...] = tuple(FAMILIES["texture"])
+
+# Which OoD sets are near and which far (names of :attr:`World.ood`).
+OOD_GROUPS: dict[str, list[str]] = {"near": ["near_shapes"], "far": ["far_objects", "far_textures"]}
+
+# Bumped whenever the generator's code changes what a config renders (cache keys include it).
+GENERATOR_VERSION = 2
+
+# Fields that change the pretraining corpus; the pretrained-model cache key uses only these.
+PRETRAIN_FIELDS: tuple[str, ...] = (
+    "image_size", "seed", "n_pretrain", "multi_object_frac", "texture_frac", "synonym_prob",
+    "pattern_prob", "min_scale", "supersample",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    """Parameters of the generated image-caption world (flat, JSON-typed).
+
+    Attributes:
+        image_size: Side of the square RGB images in pixels.
+        seed: Seed of the pretraining corpus.
+        split_seed: Seed of the ID splits and OoD sets (vary it per fine-tuning seed).
+        n_pretrain: Number of pretraining image-caption pairs (all concepts).
+        num_id_classes: K, the number of ID classes.
+        id_classes: Explicit ID class names; empty means the first K of ``ID_ORDER``.
+        near_classes: Near-OoD concepts (same family as ID, look-alike shapes).
+        far_object_classes: Far-OoD concepts of another family (pictograms).
+        far_texture_classes: Far-OoD textures (images without any object).
+        n_train_per_class: ID training images per class.
+        n_val_per_class: ID validation images per class.
+        n_test_per_class: ID test images per class.
+        n_ood_per_set: Images in each OoD set.
+        multi_object_frac: Fraction of pretraining images with two or three objects.
+        texture_frac: Fraction of pretraining images that are object-free textures.
+        synonym_prob: Probability that a caption names a concept by a synonym.
+        pattern_prob: Probability that an object is filled with a texture pattern.
+        min_scale: Smallest object radius of single-object scenes (fraction of the half-width;
+            the largest is 0.9).
+        supersample: Anti-aliasing factor of the rasteriser (1 = none).
+    """
+
+    image_size: int = 32
+    seed: int = 0
+    split_seed: int = 0
+    n_pretrain: int = 40000
+    num_id_classes: int = 10
+    id_classes: tuple[str, ...] = ()
+    near_classes: tuple[str, ...] = NEAR_DEFAULT
+    far_object_classes: tuple[str, ...] = FAR_OBJECTS_DEFAULT
+    far_texture_classes: tuple[str, ...] = FAR_TEXTURES_DEFAULT
+    n_train_per_class: int = 200
+    n_val_per_class: int = 50
+    n_test_per_class: int = 100
+    n_ood_per_set: int = 1000
+    multi_object_frac: float = 0.1
+    texture_frac: float = 0.1
+    synonym_prob: float = 0.3
+    pattern_prob: float = 0.2
+    min_scale: float = 0.55
+    supersample: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("n_pretrain", "num_id_classes", "n_train_per_class", "n_val_per_class",
+                     "n_test_per_class", "n_ood_per_set", "supersample"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1.")
+        if not 8 <= self.image_size <= 256:
+            raise ConfigError(f"image_size={self.image_size!r} must be between 8 and 256.")
+        for name in ("multi_object_frac", "texture_frac", "synonym_prob", "pattern_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be in [0, 1].")
+        if not 0.1 <= self.min_scale <= 0.9:
+            raise ConfigError(f"min_scale={self.min_scale!r} must be in [0.1, 0.9].")
+        if self.multi_object_frac + self.texture_frac > 1.0:
+            raise ConfigError("multi_object_frac + texture_frac must not exceed 1.")
+        _check_concepts(self)
+
+    @property
+    def id_classnames(self) -> list[str]:
+        """The K ID class names, in label order."""
+        if self.id_classes:
+            return list(self.id_classes)
+        taken = set(self.near_classes) | set(self.far_object_classes)
+        return [c for c in ID_ORDER if c not in taken][: self.num_id_classes]
+
+    def cache_key(self) -> dict[str, Any]:
+        """Every field plus the generator version: what a generated world depends on."""
+        return {**to_dict(self), "generator_version": GENERATOR_VERSION}
+
+    def pretrain_key(self) -> dict[str, Any]:
+        """The fields that change the pretraining corpus, and the generator version (for cache
+        fingerprints)."""
+        key = {k: v for k, v in to_dict(self).items() if k in PRETRAIN_FIELDS}
+        return {**key, "generator_version": GENERATOR_VERSION}
+
+
+def _check_concepts(cfg: WorldConfig) -> None:
+    """Refuse unknown names, overlapping splits, wrong families and impossible K."""
+    groups = {
+        "id_classes": cfg.id_classes,
+        "near_classes": cfg.near_classes,
+        "far_object_classes": cfg.far_object_classes,
+        "far_texture_classes": cfg.far_texture_classes,
+    }
+    for field, names in groups.items():
+        for name in names:
+            try:
+                concept_family(name)
+            except KeyError:
+                raise ConfigError(
+                    f"{field} has unknown concept {name!r}; valid concepts: {FAMILIES}."
+                ) from None
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{field}={list(names)} lists a concept twice.")
+        if field != "id_classes" and not names:
+            raise ConfigError(f"{field} is empty; every OoD set needs at least one concept.")
+    if cfg.id_classes and len(cfg.id_classes) != cfg.num_id_classes:
+        raise ConfigError(
+            f"num_id_classes={cfg.num_id_classes} but id_classes has {len(cfg.id_classes)} "
+            f"names; make them agree (or leave id_classes empty)."
+        )
+    ood = set(cfg.near_classes) | set(cfg.far_object_classes) | set(cfg.far_texture_classes)
+    if not cfg.id_classes:
+        available = [c for c in ID_ORDER if c not in ood]
+        if cfg.num_id_classes > len(available):
+            raise ConfigError(
+                f"num_id_classes={cfg.num_id_classes} exceeds the {len(available)} ID shapes "
+                f"available ({available}); lower it or pass id_classes."
+            )
+    clash = sorted(set(cfg.id_classnames) & ood)
+    if clash:
+        raise ConfigError(f"Concepts {clash} are listed both as ID and as OoD.")
+    if len(set(cfg.near_classes) | set(cfg.far_object_classes) | set(cfg.far_texture_classes)) != (
+        len(cfg.near_classes) + len(cfg.far_object_classes) + len(cfg.far_texture_classes)
+    ):
+        raise ConfigError("A concept is listed in two OoD sets; OoD sets must be disjoint.")
+    _check_families(cfg)
+
+
+def _check_families(cfg: WorldConfig) -> None:
+    """Near-OoD shares the ID family; far objects do not; far textures are textures."""
+    id_families = {concept_family(c) for c in cfg.id_classnames}
+    if "texture" in id_families:
+        raise ConfigError("ID classes must be objects (geometric or pictogram), not textures.")
+    for name in cfg.near_classes:
+        if concept_family(name) not in id_families:
+            raise ConfigError(
+                f"near_classes has {name!r} of family {concept_family(name)!r}; near-OoD must "
+                f"share the ID family {sorted(id_families)}."
+            )
+    for name in cfg.far_object_classes:
+        if concept_family(name) in id_families or concept_family(name) == "texture":
+            raise ConfigError(
+                f"far_object_classes has {name!r} of family {concept_family(name)!r}; far-OoD "
+                f"objects must come from a family other than the ID family {sorted(id_families)}."
+            )
+    for name in cfg.far_texture_classes:
+        if concept_family(name) != "texture":
+            raise ConfigError(f"far_texture_classes has {name!r}, which is not a texture.")
+
+
+WORLD_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "image_size": 16,
+        "n_pretrain": 2048,
+        "num_id_classes": 4,
+        "n_train_per_class": 16,
+        "n_val_per_class": 8,
+        "n_test_per_class": 16,
+        "n_ood_per_set": 48,
+        "supersample": 1,
+    },
+    "cpu": {},
+}
+
+
+def world_config(profile: str = "cpu", **overrides: Any) -> WorldConfig:
+    """The :class:`WorldConfig` of a named profile, with optional field overrides.
+
+    Raises:
+        KeyError: for an unknown profile, listing the valid ones.
+        ConfigError: for an unknown or invalid override.
+    """
+    if profile not in WORLD_PRESETS:
+        raise KeyError(f"Unknown world profile {profile!r}; valid: {sorted(WORLD_PRESETS)}.")
+    return from_dict(WorldConfig, WORLD_PRESETS[profile], **overrides)

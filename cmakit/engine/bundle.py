@@ -1,0 +1,76 @@
+"""The embeddings of one model on one benchmark, as one typed object.
+
+An :class:`EmbeddingBundle` is what every evaluation reads: ID test images with labels, the ID
+prompts, the negative labels, the model's logit scale and each OoD set's images, all
+L2-normalised float32 arrays. It is saved as one ``.npz`` file; the file's key layout is known
+to :meth:`EmbeddingBundle.save` and :meth:`EmbeddingBundle.load` alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cmakit.common.io import atomic_path
+
+_OOD_PREFIX = "ood/"
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingBundle:
+    """Embeddings of one model (float32, L2-normalised rows).
+
+    Attributes:
+        id_images: ``[N, D]`` ID test images.
+        id_labels: ``[N]`` their class indices into ``id_texts``.
+        id_texts: ``[K, D]`` one test prompt per ID class.
+        neg_texts: ``[M, D]`` negative labels (``M`` may be 0 when none were mined).
+        logit_scale: The model's ``exp(logit_scale)`` (CLIP's inverse temperature).
+        ood: OoD set name -> ``[n, D]`` images, in the benchmark's order.
+        bad_images: Unreadable images skipped while embedding (all sets together).
+    """
+
+    id_images: np.ndarray
+    id_labels: np.ndarray
+    id_texts: np.ndarray
+    neg_texts: np.ndarray
+    logit_scale: float
+    ood: dict[str, np.ndarray]
+    bad_images: int = 0
+
+    def ood_pooled(self) -> np.ndarray:
+        """All OoD images in one ``[sum n, D]`` array (set order kept)."""
+        return np.concatenate(list(self.ood.values())) if self.ood else self.id_images[:0]
+
+    def sizes(self) -> dict[str, int]:
+        """Rows per layer: ``id_images``, ``id_texts``, ``neg_texts`` and each OoD set."""
+        return {"id_images": len(self.id_images), "id_texts": len(self.id_texts),
+                "neg_texts": len(self.neg_texts), **{k: len(v) for k, v in self.ood.items()}}  # fmt: skip
+
+    def replace(self, **changes) -> EmbeddingBundle:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the bundle atomically as ``.npz``."""
+        arrays = {"id_images": self.id_images, "id_labels": self.id_labels,
+                  "id_texts": self.id_texts, "neg_texts": self.neg_texts,
+                  "logit_scale": np.asarray(self.logit_scale, dtype=np.float32),
+                  "bad_images": np.asarray(self.bad_images)}  # fmt: skip
+        arrays.update({_OOD_PREFIX + k: v for k, v in self.ood.items()})
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> EmbeddingBundle:
+        """Read a bundle written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            ood = {k[len(_OOD_PREFIX) :]: z[k] for k in z.files if k.startswith(_OOD_PREFIX)}
+            return cls(id_images=z["id_images"], id_labels=z["id_labels"],
+                       id_texts=z["id_texts"], neg_texts=z["neg_texts"],
+                       logit_scale=float(z["logit_scale"]), ood=ood,
+                       bad_images=int(z["bad_images"]) if "bad_images" in z.files else 0)  # fmt: skip

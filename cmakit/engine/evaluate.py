@@ -1,0 +1,203 @@
+"""The one evaluator: from one model's embeddings to its per-seed record.
+
+:func:`evaluate` turns an :class:`~cmakit.engine.bundle.EmbeddingBundle` and the
+:class:`ScoreSettings` of a run into ID accuracy, modality gap, geometry and every OoD metric,
+computing each score through the registry of :mod:`cmakit.core.scores`. The notebook
+pipeline, the λ ablation, the world's zero-shot report and the command line all call it, so
+every number the kit prints is made the same way, with settings from the configuration only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from cmakit.common.constants import CONVENTIONS
+from cmakit.core.geometry import alignment, gap_shift, modality_gap, uniformity_family
+from cmakit.core.metrics import ESTIMATORS, add_group_means, ood_metrics
+from cmakit.core.scores import get_score, score_inputs
+from cmakit.engine.bundle import EmbeddingBundle
+
+#: Score keys of the per-seed record and of summary.json, in table order.
+SCORES: tuple[str, ...] = ("mcm", "neglabel", "neglabel_grouped", "msp", "energy", "max_logit")
+#: NegLabel shuffles its negatives with this seed before grouping (as NegLabel's code), so
+#: the grouped scores of two runs differ only by their models.
+GROUP_SHUFFLE_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSettings:
+    """How scores and metrics are computed; every field comes from the run's configuration.
+
+    Attributes:
+        mcm_temperature: MCM's softmax temperature T on cosines (paper: 1).
+        neglabel_temperature: NegLabel's τ (paper: 0.01).
+        neglabel_groups: Groups of the grouped NegLabel score (NegLabel's default: 100); capped
+            at the number of negative labels.
+        convention: FPR@95 convention, ``"id_positive"`` (paper, MOS) or ``"ood_positive"``.
+        aupr_estimator: ``"trapezoid"`` (OpenOOD, CMA code) or ``"ap"``.
+        bootstrap: Bootstrap resamples for confidence intervals (0 = none).
+        groups: ``{"near": [...], "far": [...]}`` OoD set names whose means are added.
+        scores: The registered scores to compute.
+    """
+
+    mcm_temperature: float = 1.0
+    neglabel_temperature: float = 0.01
+    neglabel_groups: int = 100
+    convention: str = "id_positive"
+    aupr_estimator: str = "trapezoid"
+    bootstrap: int = 0
+    groups: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    scores: tuple[str, ...] = SCORES
+
+    def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"convention={self.convention!r}; choose one of {list(CONVENTIONS)}.")
+        if self.aupr_estimator not in ESTIMATORS:
+            raise ValueError(
+                f"aupr_estimator={self.aupr_estimator!r}; choose one of {list(ESTIMATORS)}."
+            )
+        for name in self.scores:
+            get_score(name)  # KeyError listing the registered scores
+
+    def score_options(self, name: str, n_negatives: int) -> dict[str, Any]:
+        """Keyword options of score ``name`` under these settings."""
+        if name == "mcm":
+            return {"temperature": self.mcm_temperature}
+        if name == "neglabel":
+            return {"temperature": self.neglabel_temperature}
+        if name == "neglabel_grouped":
+            return {"temperature": self.neglabel_temperature, "seed": GROUP_SHUFFLE_SEED,
+                    "groups": max(1, min(self.neglabel_groups, n_negatives))}  # fmt: skip
+        return {}
+
+
+def id_accuracy(id_images: np.ndarray, id_labels: np.ndarray, id_texts: np.ndarray) -> float:
+    """Zero-shot-style accuracy: argmax of cosine to the ID prompts (fraction in [0, 1])."""
+    return float(np.mean((id_images @ id_texts.T).argmax(1) == id_labels))
+
+
+def score_images(images: np.ndarray, bundle: EmbeddingBundle, settings: ScoreSettings,
+                 scores: Sequence[str] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Every score of ``images [N, D]`` (higher = more ID), through the score registry.
+
+    Embedding scores read ``(images, id_texts[, neg_texts])``; classifier scores (MSP, Energy,
+    MaxLogit) read the model's own logits ``s * cos(images, id_texts)``, ``s`` its logit scale.
+    Scores that need negative labels are skipped when the bundle has none.
+    """
+    inputs = {"image_emb": images, "id_text_emb": bundle.id_texts,
+              "neg_text_emb": bundle.neg_texts,
+              "logits": bundle.logit_scale * images @ bundle.id_texts.T}  # fmt: skip
+    out = {}
+    for name in settings.scores if scores is None else scores:
+        needs = score_inputs(name)
+        if "neg_text_emb" in needs and len(bundle.neg_texts) == 0:
+            continue
+        fn = get_score(name)
+        out[name] = fn(
+            *(inputs[k] for k in needs), **settings.score_options(name, len(bundle.neg_texts))
+        )
+    return out
+
+
+def ood_results(bundle: EmbeddingBundle, settings: ScoreSettings, *, seed: int = 0,
+                scores: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``{score: {ood_set: {fpr95, auroc, aupr_in, aupr_out}, <group>_mean: {...}}}``.
+
+    ``seed`` seeds the bootstrap only.
+    """
+    id_scores = score_images(bundle.id_images, bundle, settings, scores)
+    ood_scores = {name: score_images(x, bundle, settings, scores) for name, x in bundle.ood.items()}
+    out: dict[str, Any] = {}
+    for score in id_scores:
+        per_set = {
+            name: ood_metrics(
+                id_scores[score],
+                s[score],
+                convention=settings.convention,
+                estimator=settings.aupr_estimator,
+                bootstrap=settings.bootstrap,
+                seed=seed,
+            )  # fmt: skip
+            for name, s in ood_scores.items()
+        }
+        out[score] = add_group_means(per_set, settings.groups) if settings.groups else per_set
+    return out
+
+
+def geometry(bundle: EmbeddingBundle) -> dict[str, float]:
+    """Table 4 analogue: Uni-* (cmakit.core.geometry.READING), alignment, mean cosines.
+
+    ``align_id`` is the Wang–Isola alignment of each ID test image with the prompt of its own
+    class; ``align_ood`` of each OoD image with its nearest ID prompt (OoD images have no class
+    of their own; this reading is ours, the paper does not define its Align columns).
+    """
+    images, labels, texts = bundle.id_images, bundle.id_labels, bundle.id_texts
+    fam = uniformity_family(images, texts, labels_image=labels, labels_text=np.arange(len(texts)))
+    ood = bundle.ood_pooled()
+    out = {**fam, "align_id": alignment(images, texts[labels])}
+    if len(ood):
+        out["align_ood"] = alignment(ood, texts[(ood @ texts.T).argmax(1)])
+    return out
+
+
+def evaluate(bundle: EmbeddingBundle, settings: ScoreSettings, *, seed: int = 0) -> dict[str, Any]:
+    """One model, one seed: the per-seed record that :func:`cmakit.report.summary.build_summary`
+    folds.
+
+    Returns:
+        ``{"id_accuracy", "modality_gap", "geometry": {...}, "ood": {score: {set: metrics}}}``,
+        all fractions or plain numbers.
+    """
+    return {
+        "id_accuracy": id_accuracy(bundle.id_images, bundle.id_labels, bundle.id_texts),
+        "modality_gap": modality_gap(bundle.id_images, bundle.id_texts),
+        "geometry": geometry(bundle),
+        "ood": ood_results(bundle, settings, seed=seed),
+    }
+
+
+def shift_bundle(bundle: EmbeddingBundle, alpha: float) -> EmbeddingBundle:
+    """Close ``alpha`` of the ID image–text gap post hoc, moving every set along the same vector.
+
+    The gap vector is the one between ID test images and ID prompts; OoD images move with the
+    images, negative labels with the texts (:func:`cmakit.core.geometry.gap_shift`).
+    """
+    gap = bundle.id_images.mean(0) - bundle.id_texts.mean(0)
+
+    def images(x: np.ndarray) -> np.ndarray:
+        return gap_shift(x, bundle.id_texts, alpha, gap=gap)[0]
+
+    def texts(t: np.ndarray) -> np.ndarray:
+        return gap_shift(bundle.id_images, t, alpha, gap=gap)[1] if len(t) else t
+
+    return bundle.replace(id_images=images(bundle.id_images), id_texts=texts(bundle.id_texts),
+                          neg_texts=texts(bundle.neg_texts),
+                          ood={k: images(v) for k, v in bundle.ood.items()})  # fmt: skip
+
+
+def gap_shift_curve(bundle: EmbeddingBundle, settings: ScoreSettings, alphas: Sequence[float],
+                    *, seed: int = 0) -> dict[str, list[float]]:  # fmt: skip
+    """ID accuracy, centroid gap and far-OoD NegLabel/MCM metrics as the gap is closed post hoc.
+
+    Returns:
+        Columns ``shift, id_accuracy, modality_gap, auroc, fpr95`` (NegLabel, mean over the far
+        sets) and ``mcm_auroc``, one entry per ``alpha``.
+    """
+    names = ("shift", "id_accuracy", "modality_gap", "auroc", "fpr95", "mcm_auroc")
+    cols: dict[str, list[float]] = {k: [] for k in names}
+    for alpha in alphas:
+        shifted = shift_bundle(bundle, float(alpha))
+        ood = ood_results(shifted, settings, seed=seed, scores=("mcm", "neglabel"))
+        cols["shift"].append(float(alpha))
+        cols["id_accuracy"].append(
+            id_accuracy(shifted.id_images, shifted.id_labels, shifted.id_texts)
+        )
+        cols["modality_gap"].append(modality_gap(shifted.id_images, shifted.id_texts))
+        cols["auroc"].append(ood["neglabel"]["far_mean"]["auroc"])
+        cols["fpr95"].append(ood["neglabel"]["far_mean"]["fpr95"])
+        cols["mcm_auroc"].append(ood["mcm"]["far_mean"]["auroc"])
+    return cols

@@ -1,0 +1,155 @@
+"""The ``embed`` and ``evaluate`` steps of the paper path (ImageNet-1k vs MOS / OpenOOD).
+
+``embed`` encodes the ID images, each OoD set, the ID prompts and the negative labels through
+:class:`cmakit.engine.embed.EmbeddingCache` and writes ``embeddings.json``, a manifest of the cache
+files and of the unreadable images per set. ``evaluate`` scores those arrays with MCM or
+NegLabel and writes one metrics JSON (fractions in [0, 1], convention and estimator named).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmakit.common.io import read_json, write_json
+from cmakit.data.paper import (
+    ImageFiles,
+    imagenet_classnames,
+    imagenet_split,
+    mos_dataset,
+    openood_dataset,
+)
+from cmakit.engine.bundle import EmbeddingBundle
+
+log = logging.getLogger(__name__)
+MANIFEST = "embeddings.json"
+
+
+def open_image_set(spec: str, run, transform) -> ImageFiles:
+    """``"imagenet-val"``, ``"mos-SUN"``, ``"openood-ninco"`` ... -> a data set.
+
+    Raises:
+        KeyError: unknown family or set name (the valid ones are listed).
+    """
+    family, _, name = spec.partition("-")
+    if family == "imagenet" and name in ("train", "val"):
+        return imagenet_split(name, run.imagenet, transform=transform)
+    if family == "mos":
+        return mos_dataset(name, run.mos, transform=transform)
+    if family == "openood":
+        return openood_dataset(name, run.openood, transform=transform)
+    raise KeyError(f"Unknown image set {spec!r}; use imagenet-val, mos-<Name>, openood-<name>.")
+
+
+def _negatives(run, model, tokenizer, device: str):
+    from cmakit.engine.distributed import barrier, get_rank
+    from cmakit.engine.negatives import load_negative_labels, mine_negatives, save_negative_labels
+
+    path = Path(run.negatives)
+    if not path.exists():
+        log.warning("%s not found: mining negative labels with this model (the paper's protocol "
+                    "mines with the pretrained model)", path)  # fmt: skip
+        if get_rank() == 0:
+            labels = mine_negatives(model, tokenizer, imagenet_classnames(), device=device)
+            save_negative_labels(path, labels)
+        barrier()
+    return load_negative_labels(path)
+
+
+def run_embed(run) -> dict[str, Any]:
+    """Encode everything ``evaluate`` needs; returns (and writes) the manifest."""
+    from cmakit.engine.distributed import get_rank, init_distributed
+    from cmakit.engine.embed import EmbeddingCache
+    from cmakit.engine.negatives import negative_prompts
+    from cmakit.models.factory import load_clip
+
+    info = init_distributed(run.device)
+    model, preprocess, tokenizer = load_clip(run.model, pretrained=run.pretrained,
+                                             checkpoint=run.checkpoint, device=info.device)  # fmt: skip
+    cache, out = EmbeddingCache(Path(run.out) / "cache"), Path(run.out)
+    opts = {"batch_size": run.batch_size, "device": info.device, "num_workers": run.num_workers}
+    manifest: dict[str, Any] = {"model": run.model, "pretrained": run.pretrained,
+                                "checkpoint": run.checkpoint, "id_set": run.id_set, "ood": {},
+                                "bad_images": {}, "bad_paths": {}}  # fmt: skip
+    specs = [run.id_set] + [s.strip() for s in run.ood_sets.split(",") if s.strip()]
+    for spec in specs:
+        enc = cache.images(model, open_image_set(spec, run, preprocess),
+                           preprocessing=repr(preprocess), **opts)  # fmt: skip
+        entry = str(cache.last_path.relative_to(out))
+        manifest["bad_images"][spec], manifest["bad_paths"][spec] = (
+            len(enc.bad_paths),
+            enc.bad_paths[:10],
+        )
+        if spec == run.id_set:
+            manifest["id"] = entry
+        else:
+            manifest["ood"][spec] = entry
+    prompts = [run.id_prompt.format(c) for c in imagenet_classnames()]
+    cache.texts(model, tokenizer, prompts, device=info.device)
+    manifest["id_text"], manifest["id_prompt"] = (
+        str(cache.last_path.relative_to(out)),
+        run.id_prompt,
+    )
+    manifest["neg_text"] = None
+    if run.negatives:
+        labels = _negatives(run, model, tokenizer, info.device)
+        cache.texts(model, tokenizer, negative_prompts(labels), device=info.device)
+        manifest["neg_text"], manifest["negatives"] = (
+            str(cache.last_path.relative_to(out)),
+            run.negatives,
+        )
+    manifest["logit_scale"] = float(model.logit_scale.detach().exp())
+    if get_rank() == 0:
+        write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _load(folder: Path, rel: str) -> dict[str, np.ndarray]:
+    with np.load(folder / rel, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def load_bundle(folder: str | Path, *, need_negatives: bool) -> tuple[EmbeddingBundle, dict]:
+    """The :class:`EmbeddingBundle` that ``embed`` wrote to ``folder``, and its manifest."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(
+            f"{folder / MANIFEST} not found; run `python -m cmakit embed` first."
+        )
+    man = read_json(folder / MANIFEST)
+    if need_negatives and not man.get("neg_text"):
+        raise ValueError("score='neglabel' needs negative labels; embed with --negatives FILE.")
+    id_data, id_text = _load(folder, man["id"]), _load(folder, man["id_text"])["embeddings"]
+    neg = (_load(folder, man["neg_text"])["embeddings"] if man.get("neg_text")
+           else np.zeros((0, id_text.shape[1]), dtype=np.float32))  # fmt: skip
+    bundle = EmbeddingBundle(
+        id_images=id_data["embeddings"], id_labels=id_data["labels"], id_texts=id_text,
+        neg_texts=neg, logit_scale=float(man.get("logit_scale", 100.0)),
+        ood={name: _load(folder, rel)["embeddings"] for name, rel in man["ood"].items()},
+    )  # fmt: skip
+    return bundle, man
+
+
+def run_evaluate(run) -> dict[str, Any]:
+    """Score cached embeddings with the one evaluator and write the metrics JSON; returns it."""
+    from cmakit.engine.evaluate import ScoreSettings, id_accuracy, ood_results
+
+    bundle, man = load_bundle(run.embeddings, need_negatives=run.score == "neglabel")
+    settings = ScoreSettings(neglabel_groups=run.groups, convention=run.convention,
+                             aupr_estimator=run.estimator)  # fmt: skip
+    score = "neglabel_grouped" if run.score == "neglabel" and run.groups > 1 else run.score
+    per_set = ood_results(bundle, settings, scores=(score,))[score] if bundle.ood else {}
+    acc = id_accuracy(bundle.id_images, bundle.id_labels, bundle.id_texts)
+    keys = ("fpr95", "auroc", "aupr_in", "aupr_out")
+    mean = {k: float(np.mean([m[k] for m in per_set.values()])) for k in keys} if per_set else {}
+    result = {"score": run.score, "groups": run.groups, "convention": run.convention,
+              "aupr_estimator": run.estimator, "units": "fraction", "id_set": man["id_set"],
+              "id_accuracy": acc, "per_set": per_set, "mean": mean,
+              "bad_images": man["bad_images"], "bad_paths": man["bad_paths"],
+              "embeddings": str(run.embeddings)}  # fmt: skip
+    write_json(run.out, result)
+    log.info("%s: mean %s, ID accuracy %.4f", run.score, mean, acc)
+    return result

@@ -1,0 +1,123 @@
+"""What each stage product of a run depends on, and the fingerprint it is stored under.
+
+Every product of a run folder (negative labels, each fine-tuned model, each embeddings bundle,
+each per-seed metrics record, each ablation point) is stored under a fingerprint of exactly the
+configuration fields and upstream products that determine it (:data:`STAGE_FIELDS`). Changing
+a parameter therefore changes the fingerprints of the products it affects, and only those: they
+are recomputed, everything else is reused. A run folder can hold the products of several
+configurations side by side; ``config.json``, ``summary.json``, the tables and the figures
+always describe the configuration of the latest run, and the summary lists the fingerprints it
+was built from.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cmakit.common.io import fingerprint
+from cmakit.pipeline.config import RunConfig
+
+#: RunConfig fields read by each stage (besides its upstream products).
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    # where ID/OoD data come from; the seed is added per product
+    "data": ("profile", "world", "imagenet_root", "mos_root", "openood_root"),
+    "base_model": ("world", "model", "pretrained"),
+    "negatives": ("test_prompt", "neg_fraction"),
+    "finetune": (
+        "finetune_epochs",
+        "finetune_max_steps",
+        "finetune_batch_size",
+        "finetune_lr",
+        "finetune_warmup_steps",
+        "weight_decay",
+        "precision",
+        "train_prompt",
+    ),  # fmt: skip
+    "embed": ("test_prompt",),
+    "metrics": (
+        "mcm_temperature",
+        "neglabel_temperature",
+        "neglabel_groups",
+        "convention",
+        "bootstrap",
+    ),  # fmt: skip
+}
+
+
+#: RunConfig fields that choose which products a run uses, rather than change one.
+SELECTING_FIELDS: dict[str, str] = {
+    "lam": "the CMA model (fine-tuned at this λ)",
+    "seeds": "the seeds fine-tuned and evaluated",
+    "ablation_lams": "the ablation points",
+    "ablation_seeds": "the ablation points",
+}
+#: Fields that change no number (where and how fast a run computes).
+NEUTRAL_FIELDS: tuple[str, ...] = ("device", "threads", "cache_dir", "run_dir")
+
+
+def affected_by(field: str) -> str:
+    """What changing ``field`` recomputes or selects, in words (for the runner's log)."""
+    stages = [s for s, fields in STAGE_FIELDS.items() if field in fields]
+    if stages:
+        return "recomputes " + ", ".join(stages) + " and everything downstream"
+    if field in SELECTING_FIELDS:
+        return "selects " + SELECTING_FIELDS[field]
+    return "changes no product"
+
+
+def _fields(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    return {name: getattr(cfg, name) for name in STAGE_FIELDS[stage]}
+
+
+def _weights_identity(path: str) -> Any:
+    """A weights file by path, size and modification time (a tag stays a tag)."""
+    if path and os.path.isfile(path):
+        st = os.stat(path)
+        return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return path
+
+
+def base_model_key(cfg: RunConfig) -> str:
+    """The zero-shot model: the pretrained tiny CLIP's cache key, or the paper's weights file."""
+    if cfg.embedded:
+        from cmakit.data.world import world_config
+        from cmakit.engine.pretrain import pretrain_config, pretrain_key
+
+        return pretrain_key(world_config(cfg.world), pretrain_config(cfg.world, model=cfg.model))
+    return fingerprint("base", cfg.model, _weights_identity(cfg.pretrained))
+
+
+def data_key(cfg: RunConfig, seed: int) -> str:
+    """The benchmark of ``seed`` (the world's samples are drawn with it; paper data are fixed)."""
+    fields = _fields(cfg, "data")
+    if cfg.embedded:
+        from cmakit.data.world import world_config
+
+        return fingerprint("data", fields, world_config(cfg.world, split_seed=seed).cache_key())
+    return fingerprint("data", fields)
+
+
+def negatives_key(cfg: RunConfig) -> str:
+    """Negative labels: mined once with the zero-shot text tower over the run's candidates."""
+    return fingerprint("negatives", base_model_key(cfg), data_key(cfg, cfg.seeds[0]),
+                       _fields(cfg, "negatives"))  # fmt: skip
+
+
+def model_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
+    """A model: zero-shot (``lam`` None) or fine-tuned from it with CMA weight ``lam``."""
+    if lam is None:
+        return base_model_key(cfg)
+    return fingerprint("finetune", base_model_key(cfg), data_key(cfg, seed),
+                       _fields(cfg, "finetune"), float(lam), seed)  # fmt: skip
+
+
+def embeddings_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
+    """A model's embeddings of the seed's benchmark, its ID prompts and the negative labels."""
+    return fingerprint("embed", model_key(cfg, lam, seed), data_key(cfg, seed),
+                       negatives_key(cfg), _fields(cfg, "embed"))  # fmt: skip
+
+
+def metrics_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
+    """The per-seed record of a model: its embeddings scored with the run's settings."""
+    return fingerprint("metrics", embeddings_key(cfg, lam, seed), _fields(cfg, "metrics"))

@@ -1,0 +1,262 @@
+"""Paper-layout tables from ``summary.json``, with the paper's numbers beside ours.
+
+Tables are pandas DataFrames of display strings: our numbers in percent as ``"mean ± std"``
+over seeds, one row per ``METHOD_SCORE`` (``CMA_NegLabel``, as in the paper's CSVs), columns
+``<set>_<metric>`` then group means (``near_*``, ``far_*``) and the ``average_*`` over all sets.
+:func:`paper_beside` appends the paper's rows in a separately labelled ``source`` block, and
+:func:`cmakit.report.writers.write_table` writes CSV, Markdown and LaTeX that state the metric
+convention and the AUPR estimator; both travel in ``DataFrame.attrs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cmakit.common.constants import METHOD_LABELS
+from cmakit.report.paper import PAPER_SOURCE, PAPER_TABLES, paper_table
+from cmakit.report.summary import OOD_METRICS
+
+SCORE_LABELS = {
+    "mcm": "MCM",
+    "neglabel": "NegLabel",
+    "neglabel_grouped": "NegLabel-grouped",
+    "msp": "MSP",
+    "energy": "Energy",
+    "max_logit": "MaxLogit",
+}
+OURS_LABEL = "ours (embedded world)"
+OURS_PAPER_PROFILE_LABEL = "ours (ImageNet-1k, ViT-B/16)"
+PAPER_LABEL = "paper (ImageNet-1k, ViT-B/16)"
+GEOMETRY_COLUMNS = (
+    "uni_all",
+    "uni_i",
+    "uni_t",
+    "uni_cm",
+    "uni_cmm",
+    "align_id",
+    "align_ood",
+    "modality_gap",
+)
+MISSING = "—"
+GEOMETRY_NOTE = (
+    "uni_* = -log mean exp(-2 ||u - v||^2) over pairs of all embeddings, "
+    "images, texts, cross-modal and matched cross-modal pairs: cmakit's documented reading "
+    "(cmakit.core.geometry.READING), since the paper's definitions are not public; align_* = mean "
+    "||x - y||^2 over matched pairs; modality_gap = ||mean(image) - mean(text)||_2."
+)
+
+
+def format_mean_std(
+    mean: float, std: float | None = None, digits: int = 2, scale: float = 100.0
+) -> str:
+    """Format ``mean ± std`` after multiplying both by ``scale`` (fractions -> percent).
+
+    ``std=None`` (a single seed) prints the mean alone; a non-finite mean prints ``"nan"``.
+
+    Example:
+        >>> format_mean_std(0.93781, 0.0042)
+        '93.78 ± 0.42'
+    """
+    if not np.isfinite(mean):
+        return "nan"
+    text = f"{mean * scale:.{digits}f}"
+    return text if std is None else f"{text} ± {std * scale:.{digits}f}"
+
+
+def row_label(method: str, score: str) -> str:
+    """``("cma", "neglabel")`` -> ``"CMA_NegLabel"`` (unknown names are used as they are)."""
+    return f"{METHOD_LABELS.get(method, method)}_{SCORE_LABELS.get(score, score)}"
+
+
+def _per_seed(node: Mapping[str, Any], key: str, path: str) -> np.ndarray:
+    """Per-seed values of a leaf, shape ``[S]`` (falls back to the mean for a bare value)."""
+    if f"{key}_per_seed" in node:
+        return np.asarray(node[f"{key}_per_seed"], dtype=float)
+    if key in node:
+        return np.asarray([node[key]], dtype=float)
+    raise KeyError(f"{path} has no {key!r}; it holds {sorted(node)}.")
+
+
+def _cell(values: np.ndarray, digits: int, scale: float) -> str:
+    std = float(values.std(ddof=1)) if len(values) > 1 else None
+    return format_mean_std(float(values.mean()), std, digits, scale)
+
+
+def _layout(ood_sets: Sequence[str], groups: Mapping[str, Sequence[str]], average: bool) -> list:
+    """Column blocks ``[(block_name, [ood_set, ...]), ...]`` in paper order."""
+    blocks: list[tuple[str, list[str]]] = []
+    seen: set[str] = set()
+    for group, sets in groups.items():
+        blocks += [(s, [s]) for s in sets] + [(group, list(sets))]
+        seen |= set(sets)
+    blocks += [(s, [s]) for s in ood_sets if s not in seen]
+    if average:
+        blocks.append(("average", list(dict.fromkeys([*seen, *ood_sets]))))
+    return blocks
+
+
+def benchmark_table(
+    summary: Mapping[str, Any],
+    *,
+    score_keys: Sequence[str],
+    ood_sets: Sequence[str] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    methods: Sequence[str] | None = None,
+    metrics: Sequence[str] = OOD_METRICS,
+    average: bool = True,
+    id_accuracy: bool = True,
+    digits: int = 2,
+) -> pd.DataFrame:
+    """The OoD benchmark table in the paper's layout, values in percent, ``mean ± std``.
+
+    Group means and the average are plain means over the sets, computed per seed and then
+    summarised over seeds (the std is the spread of the per-seed means).
+
+    Args:
+        summary: A summary that passes :func:`cmakit.report.summary.validate_summary`.
+        score_keys: Scores to show, e.g. ``["mcm", "neglabel"]``; rows are method-major, and a
+            method that lacks a score has no row for it.
+        ood_sets: Sets outside any group, in column order (default: every set of the summary
+            that no group names, in summary order; MOS: all four).
+        groups: ``{"near": [...], "far": [...]}``: each group's sets, then its mean columns.
+        methods: Methods to show (default: all in the summary, in its order).
+        metrics: Metric columns per set (``fpr95``, ``auroc``, ``aupr_in``, ``aupr_out``).
+        average: Append ``average_*`` columns over every set shown (MOS's "Average").
+        id_accuracy: Append the method's ``id_accuracy`` column.
+        digits: Decimals in percent.
+
+    Returns:
+        DataFrame with a ``method`` column (``CMA_NegLabel``) then ``<block>_<metric>`` string
+        columns; ``attrs`` holds ``convention``, ``aupr_estimator``, ``profile`` and ``notes``.
+
+    Raises:
+        KeyError: A score that no method has, or an OoD set / metric a shown score lacks.
+    """
+    groups = dict(groups or {})
+    methods = list(methods if methods is not None else summary["methods"])
+    with_score = {k: [m for m in methods if k in summary["methods"][m]["ood"]] for k in score_keys}
+    for score, having in with_score.items():
+        if not having:
+            known = sorted(summary["methods"][methods[0]]["ood"])
+            raise KeyError(f"No method has score {score!r}; {methods[0]!r} has {known}.")
+    if ood_sets is None:
+        grouped = {s for sets in groups.values() for s in sets}
+        first = summary["methods"][with_score[score_keys[0]][0]]["ood"][score_keys[0]]
+        ood_sets = [s for s in first if not s.endswith("_mean") and s not in grouped]
+    blocks = _layout(ood_sets, groups, average)
+    rows = []
+    for method in methods:
+        for score in (k for k in score_keys if method in with_score[k]):
+            entry = summary["methods"][method]
+            row = {"method": row_label(method, score)}
+            row |= _metric_cells(entry["ood"][score], blocks, metrics, digits, f"{method}.{score}")
+            if id_accuracy:
+                row["id_accuracy"] = _cell(_per_seed(entry, "id_accuracy", method), digits, 100.0)
+            rows.append(row)
+    return _with_attrs(pd.DataFrame(rows), summary, "percent")
+
+
+def _metric_cells(
+    sets: Mapping[str, Any], blocks: list, metrics: Sequence[str], digits: int, where: str
+) -> dict[str, str]:
+    """``{<block>_<metric>: "mean ± std"}`` for one method and score (block = per-seed mean)."""
+    missing = sorted({s for _, members in blocks for s in members} - set(sets))
+    if missing:
+        raise KeyError(f"{where} lacks OoD sets {missing}; it has {sorted(sets)}.")
+    cells = {}
+    for block, members in blocks:
+        for metric in metrics:
+            per_set = [_per_seed(sets[s], metric, f"{where}.{s}") for s in members]  # [sets, S]
+            cells[f"{block}_{metric}"] = _cell(np.mean(per_set, axis=0), digits, 100.0)
+    return cells
+
+
+def _with_attrs(df: pd.DataFrame, summary: Mapping[str, Any], unit: str) -> pd.DataFrame:
+    """Attach convention, estimator, profile and a note on units and seeds to ``df.attrs``."""
+    n = len(summary.get("seeds", [])) or 1
+    spread = f"mean ± std over {n} seeds (sample std)" if n > 1 else "a single seed (no std)"
+    df.attrs.update(
+        convention=summary.get("convention", "id_positive"),
+        aupr_estimator=summary.get("aupr_estimator", "trapezoid"),
+        profile=summary.get("profile"),
+        notes=[f"Our values: {unit}, {spread}."],
+    )
+    return df
+
+
+def id_accuracy_table(summary: Mapping[str, Any], *, digits: int = 2) -> pd.DataFrame:
+    """ID accuracy per method in percent (the Table 3 analogue): columns method, id_accuracy."""
+    rows = [
+        {
+            "method": METHOD_LABELS.get(m, m),
+            "id_accuracy": _cell(_per_seed(e, "id_accuracy", m), digits, 100.0),
+        }
+        for m, e in summary["methods"].items()
+    ]
+    unit = "top-1 accuracy in percent (argmax of cosine to the ID class prompts)"
+    return _with_attrs(pd.DataFrame(rows), summary, unit)
+
+
+def geometry_table(
+    summary: Mapping[str, Any], *, paper: bool = True, digits: int = 3
+) -> pd.DataFrame:
+    """Embedding geometry per method (Table 4 analogue), raw units, ``mean ± std``.
+
+    Columns follow :data:`GEOMETRY_COLUMNS`; a quantity the summary lacks prints ``—``.
+    ``modality_gap`` is read from the method (or its ``geometry``).
+
+    Args:
+        summary: A validated summary.
+        paper: Append the paper's Table 4 in its own ``source`` block.
+        digits: Decimals.
+    """
+    rows = []
+    for method, entry in summary["methods"].items():
+        geo = {
+            **entry.get("geometry", {}),
+            **{k: v for k, v in entry.items() if k.startswith("modality_gap")},
+        }
+        row = {"method": METHOD_LABELS.get(method, method)}
+        for col in GEOMETRY_COLUMNS:
+            has = col in geo or f"{col}_per_seed" in geo
+            row[col] = _cell(_per_seed(geo, col, method), digits, 1.0) if has else MISSING
+        rows.append(row)
+    df = _with_attrs(pd.DataFrame(rows), summary, "raw units")
+    df.attrs["notes"].append(GEOMETRY_NOTE)
+    return paper_beside(df, "table4_geometry", digits=digits) if paper else df
+
+
+def paper_beside(
+    ours: pd.DataFrame, table_name: str, *, ours_label: str | None = None, digits: int = 2
+) -> pd.DataFrame:
+    """Stack the paper's table under ours, each block labelled in a leading ``source`` column.
+
+    Columns are ours then any the paper has that we lack; a cell a block does not have prints
+    ``—``. :func:`cmakit.report.writers.write_table` renders each source as its own labelled block,
+    so the paper's numbers are never mixed into ours.
+
+    Args:
+        ours: A table from this module (``method`` column plus value columns).
+        table_name: ``"table1_mos"``, ``"table2_openood_v15"``, ``"table3_id_accuracy"`` or
+            ``"table4_geometry"`` (see :func:`cmakit.report.paper.paper_table`).
+        ours_label: Label of our block (default: ``"ours (ImageNet-1k, ViT-B/16)"`` when
+            ``ours.attrs["profile"] == "paper"``, else ``"ours (embedded world)"``).
+        digits: Decimals of the paper's numbers (as printed in the paper: 2, Table 4: 3).
+    """
+    theirs = paper_table(table_name).copy()
+    for col in theirs.columns.drop("method"):
+        theirs[col] = [f"{v:.{digits}f}" if np.isfinite(v) else MISSING for v in theirs[col]]
+    columns = ["source", *ours.columns, *[c for c in theirs.columns if c not in ours.columns]]
+    if ours_label is None:
+        paper_run = ours.attrs.get("profile") == "paper"
+        ours_label = OURS_PAPER_PROFILE_LABEL if paper_run else OURS_LABEL
+    blocks = [ours.assign(source=ours_label), theirs.assign(source=PAPER_LABEL)]
+    df = pd.concat(blocks, ignore_index=True)[columns].fillna(MISSING)
+    reference = f"Reference block: {PAPER_TABLES.get(table_name, table_name)}; {PAPER_SOURCE}."
+    df.attrs.update(ours.attrs, paper_table=table_name)
+    df.attrs["notes"] = [*ours.attrs.get("notes", []), reference]
+    return df
