@@ -99,6 +99,13 @@ def test_smoke_profile_end_to_end(tmp_path):
         if isinstance(value, float):
             assert math.isfinite(value), path
     assert [row["lam"] for row in summary["ablation"]] == [0.0, 0.1]
+    # what must hold in any correct run: CMA (lam > 0) closes the gap that FLYP keeps, and the
+    # ablation's gap falls as lambda grows
+    gaps = {m: summary["methods"][m]["modality_gap"] for m in ("flyp", "cma")}
+    assert gaps["cma"] < gaps["flyp"], gaps
+    ablation_gaps = [row["modality_gap"] for row in summary["ablation"]]
+    assert ablation_gaps == sorted(ablation_gaps, reverse=True), ablation_gaps
+    assert summary["fingerprints"]["metrics"]["cma-seed0"]
     assert summary["timings"]["notebooks_s"]["total"] > 0
     for name, _ in runner.NOTEBOOKS:
         executed = json.loads((out / "notebooks" / name).read_text())
@@ -118,12 +125,52 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert runner.main([*argv, "--only", "06"]) == 0
     assert [p.stat().st_mtime_ns for p in points] == stamps
 
+    # a changed metric convention re-scores every model without re-embedding any
+    embedded = {p: p.stat().st_mtime_ns for p in (out / "embeddings").glob("*.npz")}
+    assert runner.main([*argv, "--only", "07", "--set", "convention=ood_positive"]) == 0
+    rescored = read_json(out / "summary.json")
+    assert rescored["convention"] == "ood_positive"
+    assert {p: p.stat().st_mtime_ns for p in (out / "embeddings").glob("*.npz")} == embedded
+    far = ("methods", "zero_shot", "ood", "neglabel", "far_mean", "fpr95")
+    old, new = summary, rescored
+    for key in far:
+        old, new = old[key], new[key]
+    assert old != new
+    assert "ood_positive" in (out / "tables" / "benchmark_neglabel.md").read_text()
+    assert runner.main(argv) == 0  # back to the first configuration: everything is reused
+    assert {p: p.stat().st_mtime_ns for p in (out / "embeddings").glob("*.npz")} == embedded
+
     from cmakit.pipeline.publish import publish
 
     page = publish(out, tmp_path / "docs")
     text = page.read_text()
     assert "| zero_shot |" in text and "| cma |" in text and "NegLabel far AUROC" in text
     assert (tmp_path / "docs" / "assets" / "pca_panels.png").stat().st_size > 1000
+
+
+def test_help_config_lists_every_field_with_its_meaning(capsys):
+    from cmakit.pipeline.config import RunConfig
+
+    assert runner.main(["--help-config"]) == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(RunConfig):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{field.name} ("))
+        assert not line.endswith(": -"), f"{field.name} has no meaning in RunConfig"
+    assert "smoke='cmakit-micro'" in text and "paper=0.001" in text
+
+
+def test_runner_names_the_fields_that_changed_since_the_last_run(tmp_path, caplog):
+    from cmakit.common.io import write_json
+    from cmakit.pipeline.config import config_to_dict, resolve
+
+    cfg = resolve({"profile": "smoke", "run_dir": str(tmp_path)})
+    write_json(tmp_path / "config.json", {"config": config_to_dict(cfg)})
+    caplog.set_level(logging.INFO)
+    new = resolve({**config_to_dict(cfg), "lam": 0.5, "convention": "ood_positive"})
+    changes = runner.report_config_change(tmp_path / "config.json", new)
+    assert set(changes) == {"lam", "convention"}
+    assert "lam: 0.1 -> 0.5 (selects the CMA model" in caplog.text
+    assert "convention: 'id_positive' -> 'ood_positive' (recomputes metrics" in caplog.text
 
 
 def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):

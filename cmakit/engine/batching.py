@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from cmakit.common.constants import OPENAI_MEAN, OPENAI_STD
 from cmakit.data.paper import BadSample  # noqa: F401  (re-exported: batches drop them)
 
 
@@ -80,10 +81,8 @@ class ImageNormalizer:
     """
 
     def __init__(self, model: torch.nn.Module, device: str) -> None:
-        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-
-        mean = getattr(model.visual, "image_mean", None) or OPENAI_DATASET_MEAN
-        std = getattr(model.visual, "image_std", None) or OPENAI_DATASET_STD
+        mean = getattr(model.visual, "image_mean", None) or OPENAI_MEAN
+        std = getattr(model.visual, "image_std", None) or OPENAI_STD
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 

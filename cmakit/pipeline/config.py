@@ -30,8 +30,8 @@ class RunConfig:
     Attributes are grouped by stage; units are steps, pairs, or plain numbers as named.
     """
 
-    run_dir: str
-    profile: Profile
+    run_dir: str  # run folder (relative: to the caller's directory, or the project in a notebook)
+    profile: Profile  # preset of every other field: smoke | cpu | paper
     # where the data come from
     world: str  # embedded-world preset ("smoke" | "cpu"); "" on the paper path
     model: str  # open_clip architecture name
@@ -40,29 +40,29 @@ class RunConfig:
     mos_root: str  # paper path: MOS OoD root (iNaturalist/, SUN/, Places/, Textures/)
     openood_root: str  # paper path: OpenOOD v1.5 root (benchmark_imglist/, images_*)
     # fine-tuning
-    seeds: list[int]
+    seeds: list[int]  # fine-tuning seeds (data order; the world's evaluation samples)
     lam: float  # CMA weight lambda for the "cma" model
-    finetune_epochs: int
+    finetune_epochs: int  # passes over the ID training pairs
     finetune_max_steps: int  # 0 = no cap
     finetune_batch_size: int  # global batch (pairs)
-    finetune_lr: float
-    finetune_warmup_steps: int
-    weight_decay: float
+    finetune_lr: float  # AdamW peak learning rate (cosine schedule to 0)
+    finetune_warmup_steps: int  # linear warm-up steps
+    weight_decay: float  # AdamW weight decay, on all parameters
     precision: str  # "fp32" | "bf16"
-    train_prompt: str
+    train_prompt: str  # prompt of the fine-tuning pairs, one {} for the class name
     # evaluation
-    test_prompt: str
+    test_prompt: str  # ID prompt at test time (scores, accuracy, mining), one {}
     neg_fraction: float  # share of nouns and of adjectives kept as negative labels
-    neglabel_temperature: float
+    neglabel_temperature: float  # NegLabel's tau on cosines
     neglabel_groups: int  # groups of the grouped NegLabel score
-    mcm_temperature: float
+    mcm_temperature: float  # MCM's softmax temperature T on cosines
     convention: str  # "id_positive" (paper, MOS) | "ood_positive" (OpenOOD v1.5)
     bootstrap: int  # bootstrap resamples for confidence intervals (0 = none)
     # lambda ablation
-    ablation_lams: list[float]
+    ablation_lams: list[float]  # lambda grid of the ablation (0 = FLYP)
     ablation_seeds: int  # how many of `seeds` the ablation uses
     # machine
-    device: str
+    device: str  # auto | cpu | cuda | cuda:N
     threads: int  # torch CPU threads (0 = torch's default)
     cache_dir: str  # "" = the project's .cache/cmakit (or $CMAKIT_CACHE)
 
@@ -283,3 +283,23 @@ def profile_overrides(cfg: RunConfig) -> dict[str, Any]:
     preset = PROFILES[cfg.profile]
     values = config_to_dict(cfg)
     return {k: v for k, v in values.items() if k in preset and preset[k] != v}
+
+
+def field_help() -> list[dict[str, Any]]:
+    """Every RunConfig field with its meaning (the comment beside it in the class) and its
+    value in each profile: what ``bash run_all.sh --help-config`` prints."""
+    import inspect
+    import re
+
+    meaning = {}
+    for line in inspect.getsource(RunConfig).splitlines():
+        m = re.match(r"\s{4}(\w+): [^#]+#\s*(.*)$", line)
+        if m:
+            meaning[m.group(1)] = m.group(2).strip()
+    rows = []
+    for f in dataclasses.fields(RunConfig):
+        values = {p: PROFILES[p].get(f.name, f"runs/{p}" if f.name == "run_dir" else p)
+                  for p in PROFILE_NAMES}  # fmt: skip
+        rows.append({"field": f.name, "type": str(f.type), "meaning": meaning.get(f.name, ""),
+                     **values})  # fmt: skip
+    return rows

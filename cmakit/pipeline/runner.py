@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dry-run", action="store_true", help="validate configuration and paths, run nothing"
     )
+    p.add_argument(
+        "--help-config",
+        action="store_true",
+        help="list every configuration field with its meaning and each profile's value, and exit",
+    )
     return p.parse_args(argv)
 
 
@@ -184,6 +189,17 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
     return timings
 
 
+def help_config_text() -> str:
+    """A plain-text table of every RunConfig field: meaning and value per profile."""
+    from cmakit.pipeline.config import field_help
+
+    lines = []
+    for row in field_help():
+        values = "  ".join(f"{p}={row[p]!r}" for p in PROFILE_NAMES)
+        lines.append(f"{row['field']} ({row['type']}): {row['meaning'] or '-'}\n    {values}")
+    return "\n".join(lines)
+
+
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{field: (old, new)}`` for every field whose value differs between two configs."""
     keys = sorted(set(old) | set(new))
@@ -212,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bash run_all.sh``."""
     logging.basicConfig(level=logging.INFO, format="[cmakit] %(message)s")
     args = parse_args(argv)
+    if args.help_config:
+        print(help_config_text())
+        return 0
     try:
         cfg = resolve(_overrides(args))
         cfg = resolve({**config_to_dict(cfg), "run_dir": str(Path(cfg.run_dir).resolve())})
