@@ -126,7 +126,7 @@ def load_negative_labels(path: str | os.PathLike) -> list[NegativeLabel]:
         parts = line.split("\t")
         if len(parts) != 3 or parts[1] not in NEGLABEL_PROMPTS:
             raise ValueError(
-                f"{path}:{n}: expected 'word<TAB>noun|adj<TAB>affinity', got {line!r}."
+                f"{path}:{n}: expected 'word<TAB>{'|'.join(NEGLABEL_PROMPTS)}<TAB>affinity', got {line!r}."
             )
         out.append(NegativeLabel(parts[0], parts[1], float(parts[2])))
     return out
