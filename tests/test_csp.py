@@ -35,3 +35,52 @@ def test_bad_inputs():
         conjugate(["red"], templates=[])
     with pytest.raises(ValueError, match=r"\['verb'\]"):
         csp_pool([("run", "verb")])
+
+
+def test_world_lexicon_pool_conjugates_every_adjective():
+    from cmakit.data.world.concepts import lexicon
+
+    words = lexicon()
+    pool = csp_pool(words)
+    adjs = [w for w, p in words if p == "adj"]
+    phrases = [w for w, p in pool if p == "csp"]
+    assert len(phrases) == len(adjs) and sorted(p.split(" ")[0] for p in phrases) == sorted(adjs)
+    assert [w for w, p in pool if p == "noun"] == sorted(w for w, p in words if p == "noun")
+
+
+def test_csp_score_is_grouped_neglabel_over_its_own_labels():
+    from _unit_rows import unit_rows
+
+    from cmakit.core.scores import get_score, neglabel_score, score_inputs
+
+    image, id_t, csp_t = unit_rows(6, 8, 1), unit_rows(3, 8, 2), unit_rows(200, 8, 3)
+    assert score_inputs("csp") == ("image_emb", "id_text_emb", "csp_text_emb")
+    np.testing.assert_array_equal(
+        get_score("csp")(image, id_t, csp_t), neglabel_score(image, id_t, csp_t, groups=100)
+    )
+
+
+def test_evaluator_scores_csp_from_the_bundle_and_skips_it_without_labels(tmp_path):
+    from _unit_rows import unit_rows
+
+    from cmakit.core.scores import neglabel_score
+    from cmakit.engine.bundle import EmbeddingBundle
+    from cmakit.engine.evaluate import ScoreSettings, score_images, shift_bundle
+
+    f32 = lambda x: x.astype(np.float32)  # noqa: E731
+    bundle = EmbeddingBundle(
+        id_images=f32(unit_rows(10, 8, 4)), id_labels=np.arange(10) % 3,
+        id_texts=f32(unit_rows(3, 8, 5)), neg_texts=f32(unit_rows(40, 8, 6)), logit_scale=50.0,
+        ood={"far": f32(unit_rows(7, 8, 7))}, csp_texts=f32(unit_rows(12, 8, 8)),
+    )  # fmt: skip
+    settings = ScoreSettings(neglabel_groups=100, scores=("neglabel_grouped", "csp"))
+    got = score_images(bundle.id_images, bundle, settings)
+    want = neglabel_score(bundle.id_images, bundle.id_texts, bundle.csp_texts, groups=12)
+    np.testing.assert_allclose(got["csp"], want)  # groups capped at CSP's 12 labels, not 40
+    assert bundle.sizes()["csp_texts"] == 12
+    loaded = EmbeddingBundle.load(bundle.save(tmp_path / "b.npz"))
+    np.testing.assert_array_equal(loaded.csp_texts, bundle.csp_texts)
+    assert shift_bundle(bundle, 0.5).csp_texts.shape == (12, 8)
+    bare = bundle.replace(csp_texts=None)
+    assert bare.csp_texts.shape == (0, 8)
+    assert set(score_images(bare.id_images, bare, settings)) == {"neglabel_grouped"}

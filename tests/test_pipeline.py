@@ -80,6 +80,7 @@ def test_paper_dry_run_passes_on_a_complete_fixture_tree(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     assert runner.main(argv) == 0, caplog.text
     assert "dry run: configuration and inputs are valid" in caplog.text
+    assert "negative labels: mined from WordNet pool 'neglabel'" in caplog.text
 
 
 @pytest.mark.slow
