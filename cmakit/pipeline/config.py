@@ -54,8 +54,8 @@ class RunConfig:
     # evaluation
     test_prompt: str
     neg_fraction: float  # share of nouns and of adjectives kept as negative labels
-    neg_pool: str  # paper path: WordNet pool mined ("all" | "neglabel" | "csp"); the world mines its lexicon
-    negative_labels: str  # "" = mine; else a .npy/.txt/.tsv file whose prompts are used verbatim
+    neg_pool: str  # paper path: WordNet pool, "all" | "neglabel" | "csp" (the world: its lexicon)
+    negative_labels: str  # "" = mine; else a .npy/.txt/.tsv of prompts used verbatim
     neglabel_temperature: float
     neglabel_groups: int  # groups of the grouped NegLabel score
     mcm_temperature: float
