@@ -80,6 +80,7 @@ def test_paper_dry_run_passes_on_a_complete_fixture_tree(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     assert runner.main(argv) == 0, caplog.text
     assert "dry run: configuration and inputs are valid" in caplog.text
+    assert "negative labels: mined from WordNet pool 'neglabel'" in caplog.text
 
 
 @pytest.mark.slow
@@ -92,7 +93,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert summary["profile"] == "smoke" and summary["convention"] == "id_positive"
     assert set(summary["methods"]) == {"zero_shot", "flyp", "cma"}
     for method in summary["methods"].values():
-        assert {"mcm", "neglabel", "neglabel_grouped", "msp", "energy"} <= set(method["ood"])
+        assert {"mcm", "neglabel", "neglabel_grouped", "csp", "msp", "energy"} <= set(method["ood"])
         assert {"near_mean", "far_mean"} <= set(method["ood"]["neglabel"])
         assert "auroc_per_seed" in method["ood"]["neglabel"]["far_mean"]
     for path, value in _leaves(summary):
@@ -115,6 +116,8 @@ def test_smoke_profile_end_to_end(tmp_path):
         assert (out / "figures" / f"{stem}.pdf").is_file(), stem
     for ext in ("csv", "md", "tex"):
         assert (out / "tables" / f"benchmark_neglabel.{ext}").is_file()
+        assert (out / "tables" / f"benchmark_csp_vs_neglabel.{ext}").is_file()
+    assert len(list((out / "negatives").glob("csp-*.tsv"))) == 1
     config = read_json(out / "config.json")
     assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
     assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2
@@ -145,6 +148,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     page = publish(out, tmp_path / "docs")
     text = page.read_text()
     assert "| zero_shot |" in text and "| cma |" in text and "NegLabel far AUROC" in text
+    assert "CSP far AUROC" in text and "| CMA_CSP |" in text
     assert (tmp_path / "docs" / "assets" / "pca_panels.png").stat().st_size > 1000
 
 

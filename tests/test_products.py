@@ -126,6 +126,7 @@ def test_fingerprints_follow_exactly_their_stage_fields():
     for field, value, moved in [
         ("finetune_lr", 5e-4, {"model_key", "embeddings_key", "metrics_key"}),
         ("test_prompt", "a {}", {"embeddings_key", "metrics_key"}),
+        ("neg_pool", "neglabel", {"embeddings_key", "metrics_key"}),
         ("neglabel_groups", 2, {"metrics_key"}),
         ("convention", "ood_positive", {"metrics_key"}),
         ("threads", 1, set()),

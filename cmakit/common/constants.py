@@ -14,8 +14,14 @@ OPENAI_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 TRAIN_PROMPT = "a photo of a {}"
 #: Prompt of the ID classes at test time (the CMA code's scoring prompt).
 TEST_PROMPT = "The nice {}"
-#: NegLabel's prompts of negative-label candidates, by part of speech.
-NEGLABEL_PROMPTS: dict[str, str] = {"noun": "The nice {}", "adj": "This is a {} photo"}
+#: Prompts of negative-label candidates, by kind: NegLabel's nouns and adjectives (the CMA code's
+#: prompts), and CSP's conjugated phrases ("striped pattern"; one of the four adjective-phrase
+#: templates of CSP's code, which averages all four).
+NEGLABEL_PROMPTS: dict[str, str] = {
+    "noun": "The nice {}",
+    "adj": "This is a {} photo",
+    "csp": "a nice photo of {}",
+}
 
 #: Metric conventions: the paper's / MOS (ID positive) and OpenOOD v1.5's (OoD positive).
 CONVENTIONS: tuple[str, ...] = ("id_positive", "ood_positive")

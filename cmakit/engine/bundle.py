@@ -1,7 +1,8 @@
 """The embeddings of one model on one benchmark, as one typed object.
 
 An :class:`EmbeddingBundle` is what every evaluation reads: ID test images with labels, the ID
-prompts, the negative labels, the model's logit scale and each OoD set's images, all
+prompts, the negative labels (NegLabel's and CSP's), the model's logit scale and each OoD set's
+images, all
 L2-normalised float32 arrays. It is saved as one ``.npz`` file; the file's key layout is known
 to :meth:`EmbeddingBundle.save` and :meth:`EmbeddingBundle.load` alone.
 """
@@ -31,6 +32,8 @@ class EmbeddingBundle:
         logit_scale: The model's ``exp(logit_scale)`` (CLIP's inverse temperature).
         ood: OoD set name -> ``[n, D]`` images, in the benchmark's order.
         bad_images: Unreadable images skipped while embedding (all sets together).
+        csp_texts: ``[M', D]`` CSP's negative labels (conjugated pool); ``[0, D]`` when none
+            were mined (the default).
     """
 
     id_images: np.ndarray
@@ -40,15 +43,22 @@ class EmbeddingBundle:
     logit_scale: float
     ood: dict[str, np.ndarray]
     bad_images: int = 0
+    csp_texts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.csp_texts is None:  # no CSP labels: an empty [0, D] layer
+            empty = np.zeros((0, self.id_texts.shape[1]), dtype=self.id_texts.dtype)
+            object.__setattr__(self, "csp_texts", empty)
 
     def ood_pooled(self) -> np.ndarray:
         """All OoD images in one ``[sum n, D]`` array (set order kept)."""
         return np.concatenate(list(self.ood.values())) if self.ood else self.id_images[:0]
 
     def sizes(self) -> dict[str, int]:
-        """Rows per layer: ``id_images``, ``id_texts``, ``neg_texts`` and each OoD set."""
+        """Rows per layer: ``id_images``, ``id_texts``, ``neg_texts``, ``csp_texts``, each OoD set."""
         return {"id_images": len(self.id_images), "id_texts": len(self.id_texts),
-                "neg_texts": len(self.neg_texts), **{k: len(v) for k, v in self.ood.items()}}  # fmt: skip
+                "neg_texts": len(self.neg_texts), "csp_texts": len(self.csp_texts),
+                **{k: len(v) for k, v in self.ood.items()}}  # fmt: skip
 
     def replace(self, **changes) -> EmbeddingBundle:
         """A copy with some fields changed (``dataclasses.replace``)."""
@@ -58,6 +68,7 @@ class EmbeddingBundle:
         """Write the bundle atomically as ``.npz``."""
         arrays = {"id_images": self.id_images, "id_labels": self.id_labels,
                   "id_texts": self.id_texts, "neg_texts": self.neg_texts,
+                  "csp_texts": self.csp_texts,
                   "logit_scale": np.asarray(self.logit_scale, dtype=np.float32),
                   "bad_images": np.asarray(self.bad_images)}  # fmt: skip
         arrays.update({_OOD_PREFIX + k: v for k, v in self.ood.items()})
@@ -73,4 +84,5 @@ class EmbeddingBundle:
             return cls(id_images=z["id_images"], id_labels=z["id_labels"],
                        id_texts=z["id_texts"], neg_texts=z["neg_texts"],
                        logit_scale=float(z["logit_scale"]), ood=ood,
-                       bad_images=int(z["bad_images"]) if "bad_images" in z.files else 0)  # fmt: skip
+                       bad_images=int(z["bad_images"]) if "bad_images" in z.files else 0,
+                       csp_texts=z["csp_texts"] if "csp_texts" in z.files else None)  # fmt: skip

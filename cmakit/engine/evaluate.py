@@ -22,10 +22,14 @@ from cmakit.core.scores import get_score, score_inputs
 from cmakit.engine.bundle import EmbeddingBundle
 
 #: Score keys of the per-seed record and of summary.json, in table order.
-SCORES: tuple[str, ...] = ("mcm", "neglabel", "neglabel_grouped", "msp", "energy", "max_logit")
+SCORES: tuple[str, ...] = (
+    "mcm", "neglabel", "neglabel_grouped", "csp", "msp", "energy", "max_logit"
+)  # fmt: skip
 #: NegLabel shuffles its negatives with this seed before grouping (as NegLabel's code), so
 #: the grouped scores of two runs differ only by their models.
 GROUP_SHUFFLE_SEED = 0
+#: Score inputs that hold negative labels (a score is skipped when its set is empty).
+_NEGATIVE_INPUTS = ("neg_text_emb", "csp_text_emb")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +39,8 @@ class ScoreSettings:
     Attributes:
         mcm_temperature: MCM's softmax temperature T on cosines (paper: 1).
         neglabel_temperature: NegLabel's τ (paper: 0.01).
-        neglabel_groups: Groups of the grouped NegLabel score (NegLabel's default: 100); capped
-            at the number of negative labels.
+        neglabel_groups: Groups of the grouped NegLabel score and of CSP (NegLabel's default and
+            CSP's: 100); capped at the number of negative labels.
         convention: FPR@95 convention, ``"id_positive"`` (paper, MOS) or ``"ood_positive"``.
         aupr_estimator: ``"trapezoid"`` (OpenOOD, CMA code) or ``"ap"``.
         bootstrap: Bootstrap resamples for confidence intervals (0 = none).
@@ -64,12 +68,13 @@ class ScoreSettings:
             get_score(name)  # KeyError listing the registered scores
 
     def score_options(self, name: str, n_negatives: int) -> dict[str, Any]:
-        """Keyword options of score ``name`` under these settings."""
+        """Keyword options of score ``name`` under these settings; ``n_negatives`` is the number
+        of negative labels the score reads (NegLabel's, or CSP's for ``"csp"``)."""
         if name == "mcm":
             return {"temperature": self.mcm_temperature}
         if name == "neglabel":
             return {"temperature": self.neglabel_temperature}
-        if name == "neglabel_grouped":
+        if name in ("neglabel_grouped", "csp"):
             return {"temperature": self.neglabel_temperature, "seed": GROUP_SHUFFLE_SEED,
                     "groups": max(1, min(self.neglabel_groups, n_negatives))}  # fmt: skip
         return {}
@@ -84,22 +89,22 @@ def score_images(images: np.ndarray, bundle: EmbeddingBundle, settings: ScoreSet
                  scores: Sequence[str] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Every score of ``images [N, D]`` (higher = more ID), through the score registry.
 
-    Embedding scores read ``(images, id_texts[, neg_texts])``; classifier scores (MSP, Energy,
-    MaxLogit) read the model's own logits ``s * cos(images, id_texts)``, ``s`` its logit scale.
-    Scores that need negative labels are skipped when the bundle has none.
+    Embedding scores read ``(images, id_texts[, neg_texts | csp_texts])``; classifier scores
+    (MSP, Energy, MaxLogit) read the model's own logits ``s * cos(images, id_texts)``, ``s`` its
+    logit scale. A score whose negative labels the bundle lacks is skipped.
     """
     inputs = {"image_emb": images, "id_text_emb": bundle.id_texts,
-              "neg_text_emb": bundle.neg_texts,
+              "neg_text_emb": bundle.neg_texts, "csp_text_emb": bundle.csp_texts,
               "logits": bundle.logit_scale * images @ bundle.id_texts.T}  # fmt: skip
     out = {}
     for name in settings.scores if scores is None else scores:
         needs = score_inputs(name)
-        if "neg_text_emb" in needs and len(bundle.neg_texts) == 0:
+        negatives = [len(inputs[k]) for k in needs if k in _NEGATIVE_INPUTS]
+        if 0 in negatives:
             continue
         fn = get_score(name)
-        out[name] = fn(
-            *(inputs[k] for k in needs), **settings.score_options(name, len(bundle.neg_texts))
-        )
+        options = settings.score_options(name, negatives[0] if negatives else 0)
+        out[name] = fn(*(inputs[k] for k in needs), **options)
     return out
 
 
@@ -175,7 +180,7 @@ def shift_bundle(bundle: EmbeddingBundle, alpha: float) -> EmbeddingBundle:
         return gap_shift(bundle.id_images, t, alpha, gap=gap)[1] if len(t) else t
 
     return bundle.replace(id_images=images(bundle.id_images), id_texts=texts(bundle.id_texts),
-                          neg_texts=texts(bundle.neg_texts),
+                          neg_texts=texts(bundle.neg_texts), csp_texts=texts(bundle.csp_texts),
                           ood={k: images(v) for k, v in bundle.ood.items()})  # fmt: skip
 
 

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from cmakit.common.io import atomic_path, cache_root, fingerprint, read_json, write_json
+from cmakit.data.csp import csp_pool
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class Benchmark:
         id_test: ``(image, label)`` data set of the ID test images.
         ood: OoD set name -> ``(image, label)`` data set (labels unused).
         groups: ``{"near": [...], "far": [...], ...}`` names of ``ood``.
-        candidates: ``(word, pos)`` negative-label candidates, or None for WordNet.
+        candidates: ``(word, pos)`` negative-label candidates, or None for WordNet's
+            ``cfg.neg_pool``.
+        csp_candidates: CSP's conjugated candidates, or None for WordNet's ``"csp"`` pool.
         preprocessing: Description of the image transform (part of cache keys).
     """
 
@@ -54,6 +57,7 @@ class Benchmark:
     groups: dict[str, list[str]]
     candidates: list[tuple[str, str]] | None
     preprocessing: str
+    csp_candidates: list[tuple[str, str]] | None = None
 
 
 def ood_groups(cfg: RunConfig) -> dict[str, list[str]]:
@@ -127,6 +131,7 @@ def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
         groups=ood_groups(cfg),
         candidates=world.negative_candidates(),
         preprocessing=f"world-{world.config.image_size}px-clip-norm",
+        csp_candidates=csp_pool(world.negative_candidates()),
     )
 
 

@@ -3,6 +3,8 @@
 The embedded profiles need nothing from outside. The paper profile needs the OpenAI ViT-B/16
 weights and the ImageNet-1k, MOS and OpenOOD v1.5 folders; each missing piece is reported with
 the path tried and the expected layout, all at once, so one dry run lists everything to fix.
+Every profile logs where its negative labels come from (:func:`negatives_plan`): the candidate
+pool it mines or the negative-label file it reads, and CSP's pool.
 """
 
 from __future__ import annotations
@@ -33,9 +35,16 @@ def check_run_inputs(cfg: RunConfig) -> None:
             f"model={cfg.model!r} is not an open_clip architecture; cmakit's own: "
             f"{register_model_configs()}; see open_clip.list_models() for the rest."
         )
-    if cfg.embedded:
-        return
     problems = []
+    try:
+        for line in negatives_plan(cfg):
+            log.info("%s", line)
+    except (FileNotFoundError, ValueError) as err:
+        problems.append(f"negative_labels: {err}")
+    if cfg.embedded:
+        if problems:
+            raise FileNotFoundError("The run cannot start:\n- " + "\n- ".join(problems))
+        return
     if not cfg.pretrained:
         problems.append(
             "pretrained is empty: give the OpenAI ViT-B/16 weights file "
@@ -51,6 +60,28 @@ def check_run_inputs(cfg: RunConfig) -> None:
     if problems:
         raise FileNotFoundError("The paper profile cannot start:\n- " + "\n- ".join(problems))
     log.info("paper inputs found: weights %s, ImageNet, MOS and OpenOOD v1.5 roots", cfg.pretrained)
+
+
+def negatives_plan(cfg: RunConfig) -> list[str]:
+    """Where the run's two negative-label sets come from, in words (the dry run logs them).
+
+    Raises:
+        FileNotFoundError, ValueError: ``cfg.negative_labels`` names a missing or unreadable
+            file (it is read here, as the run will read it).
+    """
+    from cmakit.engine.negatives import read_negative_labels
+
+    share = f"{cfg.neg_fraction:.0%} of each kind kept"
+    if cfg.negative_labels:
+        prompts = read_negative_labels(cfg.negative_labels)
+        neglabel = (f"negative labels: {len(prompts)} prompts ({len(set(prompts))} unique) of "
+                    f"{cfg.negative_labels}, used verbatim (nothing is mined)")  # fmt: skip
+    elif cfg.embedded:
+        neglabel = f"negative labels: mined from the {cfg.world} world's lexicon ({share})"
+    else:
+        neglabel = f"negative labels: mined from WordNet pool {cfg.neg_pool!r} ({share})"
+    source = f"the {cfg.world} world's lexicon" if cfg.embedded else "WordNet pool 'csp'"
+    return [neglabel, f"CSP labels: mined from {source}, adjectives conjugated ({share})"]
 
 
 def _data_problems(cfg: RunConfig) -> list[str]:

@@ -63,7 +63,7 @@ def run_embed(run) -> dict[str, Any]:
     """Encode everything ``evaluate`` needs; returns (and writes) the manifest."""
     from cmakit.engine.distributed import get_rank, init_distributed
     from cmakit.engine.embed import EmbeddingCache
-    from cmakit.engine.negatives import negative_prompts
+    from cmakit.engine.negatives import negative_prompts, read_negative_labels
     from cmakit.models.factory import load_clip
 
     info = init_distributed(run.device)
@@ -95,8 +95,11 @@ def run_embed(run) -> dict[str, Any]:
     )
     manifest["neg_text"] = None
     if run.negatives:
-        labels = _negatives(run, model, tokenizer, info.device)
-        cache.texts(model, tokenizer, negative_prompts(labels), device=info.device)
+        if Path(run.negatives).suffix.lower() in (".npy", ".txt"):  # fixed prompts, verbatim
+            neg_prompts = read_negative_labels(run.negatives)
+        else:
+            neg_prompts = negative_prompts(_negatives(run, model, tokenizer, info.device))
+        cache.texts(model, tokenizer, neg_prompts, device=info.device)
         manifest["neg_text"], manifest["negatives"] = (
             str(cache.last_path.relative_to(out)),
             run.negatives,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from cmakit.common.config import ConfigError, check_keys, from_dict, to_dict
 from cmakit.common.constants import CONVENTIONS, TEST_PROMPT, TRAIN_PROMPT
+from cmakit.data.wordnet import POOLS
 
 Profile = Literal["smoke", "cpu", "paper"]
 PROFILE_NAMES = ("smoke", "cpu", "paper")
@@ -53,6 +54,8 @@ class RunConfig:
     # evaluation
     test_prompt: str  # ID prompt at test time (scores, accuracy, mining), one {}
     neg_fraction: float  # share of nouns and of adjectives kept as negative labels
+    neg_pool: str  # paper path: WordNet pool, "all" | "neglabel" | "csp" (the world: its lexicon)
+    negative_labels: str  # "" = mine; else a .npy/.txt/.tsv of prompts used verbatim
     neglabel_temperature: float  # NegLabel's tau on cosines
     neglabel_groups: int  # groups of the grouped NegLabel score
     mcm_temperature: float  # MCM's softmax temperature T on cosines
@@ -77,6 +80,10 @@ class RunConfig:
             raise ConfigError(f"lam={self.lam!r} must be >= 0 (0 is FLYP).")
         if not 0 < self.neg_fraction <= 1:
             raise ConfigError(f"neg_fraction={self.neg_fraction!r} must be in (0, 1].")
+        if self.neg_pool not in POOLS:
+            raise ConfigError(
+                f"neg_pool={self.neg_pool!r} is not known; choose one of {list(POOLS)}."
+            )
         if self.convention not in CONVENTIONS:
             raise ConfigError(
                 f"convention={self.convention!r} is not known; choose 'id_positive' or 'ood_positive'."
@@ -108,6 +115,8 @@ _COMMON: dict[str, Any] = {
     "train_prompt": TRAIN_PROMPT,
     "test_prompt": TEST_PROMPT,
     "neg_fraction": 0.15,  # NegLabel: 15% of nouns and of adjectives
+    "neg_pool": "all",  # every WordNet noun and adjective lemma
+    "negative_labels": "",  # mine them
     "neglabel_temperature": 0.01,
     "neglabel_groups": 100,
     "mcm_temperature": 1.0,
@@ -169,6 +178,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "finetune_warmup_steps": 500,
         "ablation_lams": [0.0, 1e-4, 1e-3, 1e-2],
         "ablation_seeds": 1,
+        "neg_pool": "neglabel",  # NegLabel's own lexicographer files (~70k words)
     },
 }
 

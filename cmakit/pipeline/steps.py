@@ -229,30 +229,79 @@ def read_history(cfg: RunConfig, method: str, seed: int) -> list[dict[str, Any]]
 
 
 # ---------------------------------------------------------------- negative labels
-def negative_labels(cfg: RunConfig) -> list[Any]:
-    """Mine the negative labels once, with the zero-shot (pretrained) text encoder.
-
-    Saved to ``<run_dir>/negatives/<fingerprint>.tsv`` (word, pos, affinity); later calls load it.
-    """
+def _mine(cfg: RunConfig, path: Path, candidates: Any, timing: str) -> list[Any]:
+    """Mine over ``candidates()`` with the zero-shot text encoder, or load ``path``."""
     from cmakit.engine.negatives import load_negative_labels, mine_negatives, save_negative_labels
 
-    path = negative_labels_path(cfg)
     if path.is_file():
         return load_negative_labels(path)
     model, tokenizer, _ = base_model(cfg)
     bench = benchmark(cfg, cfg.seeds[0])
     start = time.perf_counter()
     labels = mine_negatives(
-        model, tokenizer, bench.classnames, candidates=bench.candidates,
+        model, tokenizer, bench.classnames, candidates=candidates(bench),
         keep=cfg.neg_fraction, id_template=cfg.test_prompt, device=cfg.device,
     )  # fmt: skip
     save_negative_labels(path, labels)
-    record_time(cfg, "negative_mining_s", time.perf_counter() - start)
+    record_time(cfg, timing, time.perf_counter() - start)
     return labels
 
 
+def negative_labels(cfg: RunConfig) -> list[Any]:
+    """Mine the negative labels once, with the zero-shot (pretrained) text encoder.
+
+    Candidates: the world's lexicon, or on the paper path the WordNet pool ``cfg.neg_pool``.
+    Saved to ``<run_dir>/negatives/<fingerprint>.tsv`` (word, pos, affinity); later calls load it.
+
+    Raises:
+        ValueError: ``cfg.negative_labels`` names a file: the run uses its prompts verbatim
+            (:func:`negative_prompts`), it mines nothing.
+    """
+    if cfg.negative_labels:
+        raise ValueError(
+            f"negative_labels={cfg.negative_labels!r}: this run uses that file's prompts verbatim "
+            "and mines none; read them with steps.negative_prompts(cfg)."
+        )
+
+    def candidates(bench: Benchmark) -> list[tuple[str, str]]:
+        from cmakit.data.wordnet import wordnet_candidates
+
+        return (
+            bench.candidates if bench.candidates is not None else wordnet_candidates(cfg.neg_pool)
+        )
+
+    return _mine(cfg, negative_labels_path(cfg), candidates, "negative_mining_s")
+
+
+def negative_prompts(cfg: RunConfig) -> list[str]:
+    """The negative-label prompts every model of the run encodes: the file
+    ``cfg.negative_labels`` verbatim (duplicates and all), else the mined labels' prompts."""
+    from cmakit.engine.negatives import negative_prompts as prompts_of
+    from cmakit.engine.negatives import read_negative_labels
+
+    if cfg.negative_labels:
+        return read_negative_labels(cfg.negative_labels)
+    return prompts_of(negative_labels(cfg))
+
+
+def csp_labels(cfg: RunConfig) -> list[Any]:
+    """CSP's negative labels (Chen et al., NeurIPS 2024), mined like NegLabel's over the
+    conjugated pool: the world's lexicon (:func:`cmakit.data.csp.csp_pool`) or WordNet's
+    ``"csp"`` pool. Saved to ``<run_dir>/negatives/csp-<fingerprint>.tsv``."""
+
+    def candidates(bench: Benchmark) -> list[tuple[str, str]]:
+        from cmakit.data.wordnet import wordnet_candidates
+
+        return (
+            bench.csp_candidates if bench.csp_candidates is not None else wordnet_candidates("csp")
+        )
+
+    path = Path(cfg.run_dir) / "negatives" / f"csp-{products.csp_negatives_key(cfg)}.tsv"
+    return _mine(cfg, path, candidates, "csp_mining_s")
+
+
 def negative_labels_path(cfg: RunConfig) -> Path:
-    """Where the run's negative labels are (or will be) saved."""
+    """Where the run's mined negative labels are (or will be) saved."""
     return Path(cfg.run_dir) / "negatives" / f"{products.negatives_key(cfg)}.tsv"
 
 
@@ -273,10 +322,11 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
 
     Returns:
         The model's :class:`~cmakit.engine.bundle.EmbeddingBundle` of the seed's benchmark:
-        ID test images and labels, ID prompts (test prompt), negative labels, OoD sets.
+        ID test images and labels, ID prompts (test prompt), negative labels (NegLabel's and
+        CSP's), OoD sets.
     """
     from cmakit.engine.embed import EmbeddingCache
-    from cmakit.engine.negatives import negative_prompts
+    from cmakit.engine.negatives import negative_prompts as prompts_of
 
     path = embeddings_path(cfg, method, seed, lam)
     if path.is_file():
@@ -289,7 +339,8 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
     enc = cache.images(model, bench.id_test, preprocessing=bench.preprocessing, **opts, **workers)
     prompts = [cfg.test_prompt.format(c) for c in bench.classnames]
     id_texts = cache.texts(model, tokenizer, prompts, **opts)
-    neg_texts = cache.texts(model, tokenizer, negative_prompts(negative_labels(cfg)), **opts)
+    neg_texts = cache.texts(model, tokenizer, negative_prompts(cfg), **opts)
+    csp_texts = cache.texts(model, tokenizer, prompts_of(csp_labels(cfg)), **opts)
     bad, ood = {"id_test": len(enc.bad_paths)}, {}
     for name, data in bench.ood.items():
         got = cache.images(model, data, preprocessing=bench.preprocessing, **opts, **workers)
@@ -299,7 +350,7 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
     bundle = EmbeddingBundle(
         id_images=enc.embeddings, id_labels=enc.labels, id_texts=id_texts, neg_texts=neg_texts,
         logit_scale=float(model.logit_scale.detach().exp()), ood=ood,
-        bad_images=sum(bad.values()),
+        bad_images=sum(bad.values()), csp_texts=csp_texts,
     )  # fmt: skip
     bundle.save(path)
     return bundle

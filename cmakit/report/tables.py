@@ -24,6 +24,7 @@ SCORE_LABELS = {
     "mcm": "MCM",
     "neglabel": "NegLabel",
     "neglabel_grouped": "NegLabel-grouped",
+    "csp": "CSP",
     "msp": "MSP",
     "energy": "Energy",
     "max_logit": "MaxLogit",
