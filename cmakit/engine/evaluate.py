@@ -17,7 +17,7 @@ import numpy as np
 
 from cmakit.common.constants import CONVENTIONS
 from cmakit.core.geometry import alignment, gap_shift, modality_gap, uniformity_family
-from cmakit.core.metrics import ESTIMATORS, add_group_means, ood_metrics
+from cmakit.core.metrics import ESTIMATORS, add_group_means, fpr95_estimator, ood_metrics
 from cmakit.core.scores import get_score, score_inputs
 from cmakit.engine.bundle import EmbeddingBundle
 
@@ -39,6 +39,9 @@ class ScoreSettings:
             at the number of negative labels.
         convention: FPR@95 convention, ``"id_positive"`` (paper, MOS) or ``"ood_positive"``.
         aupr_estimator: ``"trapezoid"`` (OpenOOD, CMA code) or ``"ap"``.
+        fpr_estimator: FPR@95 estimator, ``"interp"`` (the paper's, id_positive) or
+            ``"threshold"``; ``None`` = the convention's own
+            (:func:`cmakit.core.metrics.fpr95_estimator`).
         bootstrap: Bootstrap resamples for confidence intervals (0 = none).
         groups: ``{"near": [...], "far": [...]}`` OoD set names whose means are added.
         scores: The registered scores to compute.
@@ -49,6 +52,7 @@ class ScoreSettings:
     neglabel_groups: int = 100
     convention: str = "id_positive"
     aupr_estimator: str = "trapezoid"
+    fpr_estimator: str | None = None
     bootstrap: int = 0
     groups: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
     scores: tuple[str, ...] = SCORES
@@ -60,8 +64,14 @@ class ScoreSettings:
             raise ValueError(
                 f"aupr_estimator={self.aupr_estimator!r}; choose one of {list(ESTIMATORS)}."
             )
+        fpr95_estimator(self.convention, self.fpr_estimator)  # ValueError on a bad pair
         for name in self.scores:
             get_score(name)  # KeyError listing the registered scores
+
+    @property
+    def fpr95_estimator(self) -> str:
+        """The FPR@95 estimator these settings use (``"interp"`` or ``"threshold"``)."""
+        return fpr95_estimator(self.convention, self.fpr_estimator)
 
     def score_options(self, name: str, n_negatives: int) -> dict[str, Any]:
         """Keyword options of score ``name`` under these settings."""
@@ -119,6 +129,7 @@ def ood_results(bundle: EmbeddingBundle, settings: ScoreSettings, *, seed: int =
                 s[score],
                 convention=settings.convention,
                 estimator=settings.aupr_estimator,
+                fpr_estimator=settings.fpr95_estimator,
                 bootstrap=settings.bootstrap,
                 seed=seed,
             )  # fmt: skip

@@ -154,6 +154,7 @@ def build_run_summary(cfg: RunConfig, *, write: bool = True) -> dict[str, Any]:
     summary = build_summary(
         cfg.profile, cfg.seeds, all_records(cfg), steps.ablation_rows(cfg), timings(cfg),
         cfg.convention, groups=ood_groups(cfg), aupr_estimator=AUPR_ESTIMATOR,
+        fpr_estimator=score_settings(cfg).fpr95_estimator,
     )  # fmt: skip
     validate_summary(summary)
     summary["fingerprints"] = fingerprints(cfg)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cmakit.common.constants import METHOD_LABELS
+from cmakit.core.metrics import fpr95_estimator
 from cmakit.report.paper import PAPER_SOURCE, PAPER_TABLES, paper_table
 from cmakit.report.summary import OOD_METRICS
 
@@ -176,11 +177,13 @@ def _metric_cells(
 
 
 def _with_attrs(df: pd.DataFrame, summary: Mapping[str, Any], unit: str) -> pd.DataFrame:
-    """Attach convention, estimator, profile and a note on units and seeds to ``df.attrs``."""
+    """Attach convention, estimators, profile and a note on units and seeds to ``df.attrs``."""
     n = len(summary.get("seeds", [])) or 1
     spread = f"mean ± std over {n} seeds (sample std)" if n > 1 else "a single seed (no std)"
+    convention = summary.get("convention", "id_positive")
     df.attrs.update(
-        convention=summary.get("convention", "id_positive"),
+        convention=convention,
+        fpr95_estimator=fpr95_estimator(convention, summary.get("fpr95_estimator")),
         aupr_estimator=summary.get("aupr_estimator", "trapezoid"),
         profile=summary.get("profile"),
         notes=[f"Our values: {unit}, {spread}."],
