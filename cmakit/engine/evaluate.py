@@ -44,6 +44,9 @@ class ScoreSettings:
             (:func:`cmakit.core.metrics.fpr95_estimator`).
         bootstrap: Bootstrap resamples for confidence intervals (0 = none).
         groups: ``{"near": [...], "far": [...]}`` OoD set names whose means are added.
+        id_subsets: Group -> name of the bundle's ID subset its OoD sets are measured against
+            (paper path: OpenOOD v1.5's near/far against its own ID list); a group not named
+            here, and a set in no group, is measured against every ID test image.
         scores: The registered scores to compute.
     """
 
@@ -55,6 +58,7 @@ class ScoreSettings:
     fpr_estimator: str | None = None
     bootstrap: int = 0
     groups: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    id_subsets: Mapping[str, str] = dataclasses.field(default_factory=dict)
     scores: tuple[str, ...] = SCORES
 
     def __post_init__(self) -> None:
@@ -65,8 +69,20 @@ class ScoreSettings:
                 f"aupr_estimator={self.aupr_estimator!r}; choose one of {list(ESTIMATORS)}."
             )
         fpr95_estimator(self.convention, self.fpr_estimator)  # ValueError on a bad pair
+        unknown = sorted(set(self.id_subsets) - set(self.groups))
+        if unknown:
+            raise ValueError(
+                f"id_subsets names groups {unknown} that are not in {list(self.groups)}."
+            )
         for name in self.scores:
             get_score(name)  # KeyError listing the registered scores
+
+    def id_subset_of(self, ood_set: str) -> str | None:
+        """The ID subset ``ood_set`` is measured against (``None``: every ID test image)."""
+        for group, sets in self.groups.items():
+            if ood_set in sets and group in self.id_subsets:
+                return self.id_subsets[group]
+        return None
 
     @property
     def fpr95_estimator(self) -> str:
@@ -117,15 +133,17 @@ def ood_results(bundle: EmbeddingBundle, settings: ScoreSettings, *, seed: int =
                 scores: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """``{score: {ood_set: {fpr95, auroc, aupr_in, aupr_out}, <group>_mean: {...}}}``.
 
-    ``seed`` seeds the bootstrap only.
+    Each OoD set is measured against the ID test images of its group's ID subset
+    (``settings.id_subsets``; default: all of them). ``seed`` seeds the bootstrap only.
     """
     id_scores = score_images(bundle.id_images, bundle, settings, scores)
     ood_scores = {name: score_images(x, bundle, settings, scores) for name, x in bundle.ood.items()}
+    id_rows = {name: bundle.id_rows(settings.id_subset_of(name)) for name in bundle.ood}
     out: dict[str, Any] = {}
     for score in id_scores:
         per_set = {
             name: ood_metrics(
-                id_scores[score],
+                id_scores[score][id_rows[name]],
                 s[score],
                 convention=settings.convention,
                 estimator=settings.aupr_estimator,

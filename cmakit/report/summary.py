@@ -14,6 +14,8 @@ Schema (``*`` = any name; every number leaf ``x`` of a method or ablation row ca
     convention: "id_positive" | "ood_positive"
     fpr95_estimator: "interp" | "threshold"  # the paper's np.interp on the ROC curve, or the rule
     aupr_estimator: "trapezoid" | "ap"
+    groups: {*: [str, ...]}                # near/far/mos: their OoD sets (optional)
+    id_sets: {*: str}                      # group -> its ID test set, in words (optional)
     methods:
       *:                                   # zero_shot, flyp, cma
         id_accuracy: fraction
@@ -145,6 +147,7 @@ def build_summary(
     groups: Mapping[str, Sequence[str]] | None = None,
     aupr_estimator: str = "trapezoid",
     fpr_estimator: str | None = None,
+    id_sets: Mapping[str, str] | None = None,
     ddof: int = 1,
 ) -> dict[str, Any]:
     """Assemble ``summary.json`` from per-seed results (see the module docstring for the schema).
@@ -164,6 +167,8 @@ def build_summary(
             :func:`cmakit.core.metrics.ood_metrics`.
         fpr_estimator: FPR@95 estimator the records were computed with (``None``: the
             convention's own, :func:`cmakit.core.metrics.fpr95_estimator`).
+        id_sets: ``{group: its ID test set in words}`` (the paper path measures OpenOOD's
+            near/far against OpenOOD's ID list, MOS against the full ImageNet-1k val).
         ddof: See :func:`aggregate_seeds`.
 
     Returns:
@@ -187,6 +192,8 @@ def build_summary(
         "convention": convention,
         "fpr95_estimator": fpr_estimator,
         "aupr_estimator": aupr_estimator,
+        "groups": {g: list(sets) for g, sets in (groups or {}).items()},
+        "id_sets": dict(id_sets or {}),
         "methods": methods,
         "ablation": aggregate_ablation(ablation, ddof=ddof),
         "timings": dict(timings),
@@ -283,6 +290,9 @@ def validate_summary(
         value = _require(summary, "fpr95_estimator", "$", str)
         if value not in FPR95_ESTIMATORS:
             _fail("$.fpr95_estimator", f"{value!r} is not one of {list(FPR95_ESTIMATORS)}.")
+    for key in ("groups", "id_sets"):  # absent in summaries written before they were recorded
+        if key in summary and not isinstance(summary[key], Mapping):
+            _fail(f"$.{key}", f"expected a mapping, got {type(summary[key]).__name__}.")
     methods = _require(summary, "methods", "$", Mapping)
     if not methods:
         _fail("$.methods", "no methods.")
