@@ -295,8 +295,8 @@ def ood_metrics(
         ``bootstrap > 0`` also ``"<metric>_ci": [lo, hi]`` for each.
 
     Raises:
-        ValueError: Bad scores, unknown ``convention``/``estimator``, ``bootstrap`` < 0, or
-            ``ci`` outside ``(0, 1)``.
+        ValueError: Bad scores, unknown ``convention``/``estimator``/``fpr_estimator``,
+            ``"interp"`` with ``"ood_positive"``, ``bootstrap`` < 0, or ``ci`` outside ``(0, 1)``.
 
     Example:
         >>> ood_metrics([2.0, 3.0], [0.0, 1.0])["auroc"]
