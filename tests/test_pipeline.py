@@ -62,7 +62,7 @@ def test_paper_dry_run_passes_on_a_complete_fixture_tree(tmp_path, caplog):
         for k in range(1000):
             folder = imagenet / split / f"n{k:08d}"
             folder.mkdir(parents=True)
-            img.save(folder / "a.png")
+            img.save(folder / f"{k}.png")  # val file names are unique, as ImageNet's
     mos = tmp_path / "mos"
     for name in MOS_SETS:
         (mos / name).mkdir(parents=True)
@@ -72,6 +72,7 @@ def test_paper_dry_run_passes_on_a_complete_fixture_tree(tmp_path, caplog):
     lists.mkdir(parents=True)
     for name in ("ssb_hard", "ninco", "inaturalist", "textures", "openimage_o"):
         (lists / f"test_{name}.txt").write_text(f"{name}/a.png -1\n")
+    (lists / "test_imagenet.txt").write_text("imagenet_1k/val/3.png 3\nimagenet_1k/val/7.png 7\n")
     weights = tmp_path / "ViT-B-16.pt"
     weights.write_bytes(b"placeholder: the dry run checks paths only")
     argv = ["--profile", "paper", "--dry-run", "--set", f"pretrained={weights}",

@@ -17,7 +17,7 @@ import numpy as np
 
 from cmakit.common.constants import CONVENTIONS
 from cmakit.core.geometry import alignment, gap_shift, modality_gap, uniformity_family
-from cmakit.core.metrics import ESTIMATORS, add_group_means, ood_metrics
+from cmakit.core.metrics import ESTIMATORS, add_group_means, fpr95_estimator, ood_metrics
 from cmakit.core.scores import get_score, score_inputs
 from cmakit.engine.bundle import EmbeddingBundle
 
@@ -43,8 +43,14 @@ class ScoreSettings:
             CSP's: 100); capped at the number of negative labels.
         convention: FPR@95 convention, ``"id_positive"`` (paper, MOS) or ``"ood_positive"``.
         aupr_estimator: ``"trapezoid"`` (OpenOOD, CMA code) or ``"ap"``.
+        fpr_estimator: FPR@95 estimator, ``"interp"`` (the paper's, id_positive) or
+            ``"threshold"``; ``None`` = the convention's own
+            (:func:`cmakit.core.metrics.fpr95_estimator`).
         bootstrap: Bootstrap resamples for confidence intervals (0 = none).
         groups: ``{"near": [...], "far": [...]}`` OoD set names whose means are added.
+        id_subsets: Group -> name of the bundle's ID subset its OoD sets are measured against
+            (paper path: OpenOOD v1.5's near/far against its own ID list); a group not named
+            here, and a set in no group, is measured against every ID test image.
         scores: The registered scores to compute.
     """
 
@@ -53,8 +59,10 @@ class ScoreSettings:
     neglabel_groups: int = 100
     convention: str = "id_positive"
     aupr_estimator: str = "trapezoid"
+    fpr_estimator: str | None = None
     bootstrap: int = 0
     groups: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    id_subsets: Mapping[str, str] = dataclasses.field(default_factory=dict)
     scores: tuple[str, ...] = SCORES
 
     def __post_init__(self) -> None:
@@ -64,8 +72,26 @@ class ScoreSettings:
             raise ValueError(
                 f"aupr_estimator={self.aupr_estimator!r}; choose one of {list(ESTIMATORS)}."
             )
+        fpr95_estimator(self.convention, self.fpr_estimator)  # ValueError on a bad pair
+        unknown = sorted(set(self.id_subsets) - set(self.groups))
+        if unknown:
+            raise ValueError(
+                f"id_subsets names groups {unknown} that are not in {list(self.groups)}."
+            )
         for name in self.scores:
             get_score(name)  # KeyError listing the registered scores
+
+    def id_subset_of(self, ood_set: str) -> str | None:
+        """The ID subset ``ood_set`` is measured against (``None``: every ID test image)."""
+        for group, sets in self.groups.items():
+            if ood_set in sets and group in self.id_subsets:
+                return self.id_subsets[group]
+        return None
+
+    @property
+    def fpr95_estimator(self) -> str:
+        """The FPR@95 estimator these settings use (``"interp"`` or ``"threshold"``)."""
+        return fpr95_estimator(self.convention, self.fpr_estimator)
 
     def score_options(self, name: str, n_negatives: int) -> dict[str, Any]:
         """Keyword options of score ``name`` under these settings; ``n_negatives`` is the number
@@ -112,18 +138,21 @@ def ood_results(bundle: EmbeddingBundle, settings: ScoreSettings, *, seed: int =
                 scores: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """``{score: {ood_set: {fpr95, auroc, aupr_in, aupr_out}, <group>_mean: {...}}}``.
 
-    ``seed`` seeds the bootstrap only.
+    Each OoD set is measured against the ID test images of its group's ID subset
+    (``settings.id_subsets``; default: all of them). ``seed`` seeds the bootstrap only.
     """
     id_scores = score_images(bundle.id_images, bundle, settings, scores)
     ood_scores = {name: score_images(x, bundle, settings, scores) for name, x in bundle.ood.items()}
+    id_rows = {name: bundle.id_rows(settings.id_subset_of(name)) for name in bundle.ood}
     out: dict[str, Any] = {}
     for score in id_scores:
         per_set = {
             name: ood_metrics(
-                id_scores[score],
+                id_scores[score][id_rows[name]],
                 s[score],
                 convention=settings.convention,
                 estimator=settings.aupr_estimator,
+                fpr_estimator=settings.fpr95_estimator,
                 bootstrap=settings.bootstrap,
                 seed=seed,
             )  # fmt: skip

@@ -99,6 +99,8 @@ def _data_problems(cfg: RunConfig) -> list[str]:
         ("openood", lambda n=n: data.openood_dataset(n, roots["openood"]))
         for n in ("ssb_hard", "ninco", "inaturalist", "textures", "openimage_o")
     ]
+    loaders.append(("openood", lambda: data.openood_id_subset(  # Table 2's ID test set
+        data.imagenet_split("val", roots["imagenet"]), roots["openood"])))  # fmt: skip
     problems, missing_roots = [], set()
     for kind, load in loaders:
         if kind in missing_roots:
@@ -106,7 +108,8 @@ def _data_problems(cfg: RunConfig) -> list[str]:
         try:
             load()
         except (FileNotFoundError, ValueError) as err:
-            problems.append(str(err))
+            if str(err) not in problems:  # the ID list check reopens ImageNet val
+                problems.append(str(err))
             if "root" in str(err).split("\n")[0]:
                 missing_roots.add(kind)
     return problems

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cmakit.common.io import read_json, write_json
-from cmakit.engine.bundle import EmbeddingBundle
+from cmakit.engine.bundle import EmbeddingBundle, surviving_rows
 from cmakit.pipeline import products
 from cmakit.pipeline.benchmark import (
     Benchmark,
@@ -347,10 +347,13 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
         ood[name], bad[name] = got.embeddings, len(got.bad_paths)
     if any(bad.values()):
         log.warning("unreadable images skipped while embedding: %s", bad)
+    paths = [path for path, _ in getattr(bench.id_test, "samples", [])]
+    subsets = {name: surviving_rows(rows, paths, enc.bad_paths)
+               for name, rows in bench.id_subsets.items()}  # fmt: skip
     bundle = EmbeddingBundle(
         id_images=enc.embeddings, id_labels=enc.labels, id_texts=id_texts, neg_texts=neg_texts,
         logit_scale=float(model.logit_scale.detach().exp()), ood=ood,
-        bad_images=sum(bad.values()), csp_texts=csp_texts,
+        bad_images=sum(bad.values()), csp_texts=csp_texts, id_subsets=subsets,
     )  # fmt: skip
     bundle.save(path)
     return bundle
