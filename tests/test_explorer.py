@@ -16,7 +16,7 @@ from cmakit.core.geometry import modality_gap
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import ScoreSettings, score_images, shift_bundle
 from cmakit.pipeline.explore import explorer_points, sample_rows
-from cmakit.report.explorer import VIEWS, explorer_html, write_explorer
+from cmakit.report.explorer import VIEWS, explorer_html, notebook_view, write_explorer
 
 D, N_ID, N_NEAR, N_FAR, K, M = 16, 40, 30, 12, 4, 9
 ALPHAS = [0.0, 0.5, 1.0]
@@ -124,6 +124,18 @@ def test_page_is_self_contained():
     assert external == [], "the page must load nothing from the network"
     assert page.count("data:image/png;base64,") >= 25 + 25 + 12
     assert "explorer-summary" in page and "data-explorer-errors" in page
+
+
+def test_notebook_view_embeds_the_page_in_an_iframe(tmp_path):
+    import warnings
+
+    page = '<html><body><p class="x">a & b</p></body></html>'
+    (tmp_path / "p.html").write_text(page)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shown = [notebook_view(page).data, notebook_view(tmp_path / "p.html").data]
+    for data in shown:
+        assert 'srcdoc="&lt;html&gt;&lt;body&gt;&lt;p class=&quot;x&quot;&gt;a &amp; b' in data
 
 
 # ---------------------------------------------------------------- in a real browser

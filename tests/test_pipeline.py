@@ -108,6 +108,7 @@ def test_smoke_profile_end_to_end(tmp_path):
         assert (out / "figures" / f"{stem}.pdf").is_file(), stem
     for ext in ("csv", "md", "tex"):
         assert (out / "tables" / f"benchmark_neglabel.{ext}").is_file()
+    assert (out / "figures" / "explorer.html").stat().st_size > 100_000
     config = read_json(out / "config.json")
     assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
     assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2

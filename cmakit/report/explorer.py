@@ -341,5 +341,5 @@ def notebook_view(page: str | os.PathLike, *, height: int = 900):
 
     text = page if isinstance(page, str) and page.lstrip().startswith("<") else None
     text = Path(page).read_text(encoding="utf-8") if text is None else text
-    return HTML(f'<iframe srcdoc="{html.escape(text, quote=True)}" width="100%" '
-                f'height="{int(height)}" style="border:0"></iframe>')  # fmt: skip
+    return HTML(f'<div><iframe srcdoc="{html.escape(text, quote=True)}" width="100%" '
+                f'height="{int(height)}" style="border:0"></iframe></div>')  # fmt: skip
