@@ -248,7 +248,7 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
 
     _check(groups, models, alphas)
     alphas = [float(a) for a in alphas]
-    fig = figure(width=900, height=600, tools="pan,wheel_zoom,box_zoom,reset,save",
+    fig = figure(width=900, height=540, tools="pan,wheel_zoom,box_zoom,reset,save",
                  active_scroll="wheel_zoom", title=title)  # fmt: skip
     sources, image_renderers, text_renderers = [], [], []
     n_ood = 0
