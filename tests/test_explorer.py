@@ -103,6 +103,33 @@ def test_gap_view_separates_the_modalities_by_the_centroid_gap():
     assert abs(closed) < 0.5 * got
 
 
+def test_thumbnails_from_files_and_on_demand(tmp_path):
+    from PIL import Image
+
+    from cmakit.pipeline.explore import read_thumbnails
+
+    Image.new("RGB", (60, 30), (200, 10, 10)).save(tmp_path / "wide.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    got = read_thumbnails([str(tmp_path / "wide.png"), str(tmp_path / "broken.jpg")], size=16)
+    assert got.shape == (2, 16, 16, 3) and got.dtype == np.uint8
+    assert (got[0] == (200, 10, 10)).all() and (got[1] == 128).all()
+
+    asked = []
+    b = _bundle()
+
+    def thumbs(rows):
+        asked.append(rows.tolist())
+        return np.zeros((len(rows), 4, 4, 3), np.uint8)
+
+    labels = {"id_images": ["x"] * N_ID, "ood/near": ["n"] * N_NEAR, "ood/far": ["f"] * N_FAR,
+              "id_texts": ["t"] * K, "neg_texts": ["w"] * M}  # fmt: skip
+    groups, _ = explorer_points({"m": b}, ScoreSettings(), labels=labels,
+                                thumbnails={"id_images": thumbs}, class_names=["t"] * K,
+                                neg_names=["w"] * M, alphas=[0.0], max_points=10)  # fmt: skip
+    assert asked == [sample_rows({"id_images": N_ID}, 10, seed=0)["id_images"].tolist()]
+    assert groups[0].thumbnails.shape == (10, 4, 4, 3) and groups[1].thumbnails is None
+
+
 def test_bad_inputs_say_what_is_wrong():
     b = _bundle()
     with pytest.raises(ValueError, match=r"labels\['id_images'\] has 3 entries; the layer has 40"):

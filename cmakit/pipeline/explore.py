@@ -13,7 +13,7 @@ and negative labels. :func:`write_run_explorer` does it for a run folder and wri
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +94,7 @@ def model_points(name: str, bundle: EmbeddingBundle, rows: Mapping[str, np.ndarr
 
 def explorer_points(bundles: Mapping[str, EmbeddingBundle], settings: ScoreSettings, *,
                     labels: Mapping[str, Sequence[str]],
-                    thumbnails: Mapping[str, np.ndarray] | None = None,
+                    thumbnails: Mapping[str, np.ndarray | Callable[[np.ndarray], np.ndarray]] | None = None,
                     class_names: Sequence[str], neg_names: Sequence[str],
                     alphas: Sequence[float], max_points: int = 300,
                     seed: int = 0) -> tuple[list[Group], list[ModelPoints]]:  # fmt: skip
@@ -105,7 +105,9 @@ def explorer_points(bundles: Mapping[str, EmbeddingBundle], settings: ScoreSetti
         settings: The run's score settings (``pipeline.results.score_settings``).
         labels: Group key (``id_images``, ``ood/<set>``, ``id_texts``, ``neg_texts``) -> one
             label per row of the full layer (class, caption or word).
-        thumbnails: Image group key -> ``[N, H, W, 3]`` uint8 pixels of the full layer, or None.
+        thumbnails: Image group key -> ``[N, H, W, 3]`` uint8 pixels of the full layer, or a
+            function of the sampled row indices that returns their ``[n, H, W, 3]`` pixels
+            (image files read on demand); None or a missing key: no thumbnails.
         class_names: ``[K]`` names of the ID prompts, for the nearest-prompt lists.
         neg_names: ``[M]`` words of the negative labels, for the nearest-label lists.
         alphas: Gap-shift fractions of the slider, ascending.
@@ -132,8 +134,10 @@ def explorer_points(bundles: Mapping[str, EmbeddingBundle], settings: ScoreSetti
     for k, idx in rows.items():
         kind = {"id_images": "id", "id_texts": "prompt", "neg_texts": "neg"}.get(k, "ood")
         thumbs = thumbnails.get(k)
+        if thumbs is not None:
+            thumbs = thumbs(idx) if callable(thumbs) else np.asarray(thumbs)[idx]
         groups.append(Group(name=group_name(k), kind=kind, labels=[str(labels[k][i]) for i in idx],
-                            thumbnails=None if thumbs is None else np.asarray(thumbs)[idx]))  # fmt: skip
+                            thumbnails=thumbs))  # fmt: skip
     models = [model_points(name, b, rows, settings, alphas, class_names=class_names,
                            neg_names=neg_names) for name, b in bundles.items()]  # fmt: skip
     return groups, models
@@ -169,7 +173,7 @@ def _run_labels(cfg: RunConfig, seed: int, bundle: EmbeddingBundle):
     """Labels, thumbnails and class names of the run's data for ``seed``."""
     neg_words = [n.word for n in steps.negative_labels(cfg)]
     labels: dict[str, list[str]] = {"neg_texts": neg_words}
-    thumbnails: dict[str, np.ndarray] = {}
+    thumbnails: dict[str, np.ndarray | Callable] = {}
     if cfg.embedded:
         from cmakit.pipeline.benchmark import load_world
 
@@ -191,16 +195,65 @@ def _run_labels(cfg: RunConfig, seed: int, bundle: EmbeddingBundle):
         labels["id_images"] = [classes[k] for k in bundle.id_labels]
         for name, x in bundle.ood.items():
             labels[f"ood/{name}"] = [f"{name} #{i}" for i in range(len(x))]
+        thumbnails.update(_paper_thumbnails(cfg, seed, bundle, labels))
     labels["id_texts"] = [cfg.test_prompt.format(c) for c in classes]
     return labels, thumbnails, classes, neg_words
+
+
+def read_thumbnails(paths: Sequence[str], size: int = 48) -> np.ndarray:
+    """``[n, size, size, 3]`` uint8 thumbnails of image files: the centre square, resized.
+
+    An unreadable file gives a mid-grey square (the explorer still shows its point).
+    """
+    from PIL import Image, ImageOps
+
+    out = np.full((len(paths), size, size, 3), 128, dtype=np.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                out[i] = np.asarray(ImageOps.fit(img.convert("RGB"), (size, size)))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            log.warning("explorer: no thumbnail for %s (%s)", path, err)
+    return out
+
+
+def _file_thumbnails(paths: Sequence[str]) -> Callable[[np.ndarray], np.ndarray]:
+    def read(rows: np.ndarray) -> np.ndarray:
+        return read_thumbnails([paths[i] for i in rows])
+
+    return read
+
+
+def _paper_thumbnails(cfg: RunConfig, seed: int, bundle: EmbeddingBundle,
+                      labels: dict[str, list[str]]) -> dict[str, Callable]:  # fmt: skip
+    """Thumbnails read from the paper path's image files (OoD labels become file names); none
+    when the data folders are absent or a set had unreadable images (rows no longer match)."""
+    try:
+        bench = steps.benchmark(cfg, seed)
+    except (FileNotFoundError, ValueError) as err:
+        log.warning("explorer: no thumbnails, the data folders cannot be read (%s)", err)
+        return {}
+    sets = {"id_images": (bench.id_test, bundle.id_images),
+            **{f"ood/{k}": (bench.ood[k], v) for k, v in bundle.ood.items() if k in bench.ood}}  # fmt: skip
+    out = {}
+    for key, (data, rows) in sets.items():
+        paths = [str(p) for p, _ in getattr(data, "samples", [])]
+        if len(paths) != len(rows):
+            log.warning("explorer: no thumbnails for %s (%d files, %d embeddings)", key,
+                        len(paths), len(rows))  # fmt: skip
+            continue
+        out[key] = _file_thumbnails(paths)
+        if key != "id_images":
+            labels[key] = [f"{Path(p).parent.name}/{Path(p).name}" for p in paths]
+    return out
 
 
 def write_run_explorer(cfg: RunConfig, *, alphas: Sequence[float], max_points: int = 300,
                        seed: int | None = None) -> Path:  # fmt: skip
     """Build the explorer of a run folder and write ``<run_dir>/figures/explorer.html``.
 
-    Uses the first seed's models (or ``seed``); on the embedded world the hover shows each
-    image's thumbnail, on the paper path its set and index (no thumbnails).
+    Uses the first seed's models (or ``seed``). Thumbnails come from the embedded world's
+    pixels, or on the paper path from the image files (none when the folders are absent).
     """
     from cmakit.pipeline.results import score_settings
 
