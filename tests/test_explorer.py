@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmakit.core.geometry import modality_gap
+from cmakit.core.geometry import joint_pca, modality_gap
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import ScoreSettings, score_images, shift_bundle
 from cmakit.pipeline.explore import explorer_points, sample_rows
@@ -128,6 +128,21 @@ def test_thumbnails_from_files_and_on_demand(tmp_path):
                                 neg_names=["w"] * M, alphas=[0.0], max_points=10)  # fmt: skip
     assert asked == [sample_rows({"id_images": N_ID}, 10, seed=0)["id_images"].tolist()]
     assert groups[0].thumbnails.shape == (10, 4, 4, 3) and groups[1].thumbnails is None
+
+
+def test_pca_view_is_the_joint_pca_of_the_model_as_trained_in_fixed_axes():
+    groups, models = _points(max_points=1000)
+    b = _bundle()
+    layers = [b.id_images, b.ood["near"], b.ood["far"], b.id_texts, b.neg_texts]
+    want, _ = joint_pca(*layers, n_components=2)
+    pca = models[0].coords["joint PCA"]
+    for g, w in zip(groups, want, strict=True):
+        np.testing.assert_allclose(pca[g.name][0], w, atol=1e-5)
+    # alpha = 1 moves the ID images toward the prompts along the gap, within the same axes
+    shifted = shift_bundle(b, 1.0)
+    mean = np.concatenate(layers).mean(0)
+    axes = np.linalg.lstsq(np.concatenate(layers) - mean, np.concatenate(want), rcond=None)[0]
+    np.testing.assert_allclose(pca["ID images"][-1], (shifted.id_images - mean) @ axes, atol=1e-4)
 
 
 def test_bad_inputs_say_what_is_wrong():

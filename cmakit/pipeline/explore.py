@@ -4,7 +4,7 @@
 (all of one seed, so their rows are the same images and texts) into the plain groups and
 per-model arrays that :mod:`cmakit.report.explorer` draws: a fixed sample of at most
 ``max_points`` rows per group, their positions in a joint PCA and along the gap direction for
-each gap-shift α (:func:`cmakit.engine.evaluate.shift_bundle`), their MCM and NegLabel scores
+each gap-shift α (:func:`cmakit.engine.evaluate.shift_bundle`), in fixed axes per model, their MCM and NegLabel scores
 (:func:`cmakit.engine.evaluate.score_images`, the run's settings) and their nearest ID prompts
 and negative labels. :func:`write_run_explorer` does it for a run folder and writes
 ``figures/explorer.html``.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cmakit.common.constants import METHODS, MODEL_LABELS
-from cmakit.core.geometry import gap_axes, joint_pca
+from cmakit.core.geometry import gap_axes, pca_axes
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import ScoreSettings, score_images, shift_bundle
 from cmakit.pipeline import steps
@@ -62,15 +62,18 @@ def model_points(name: str, bundle: EmbeddingBundle, rows: Mapping[str, np.ndarr
                  class_names: Sequence[str], neg_names: Sequence[str]) -> ModelPoints:  # fmt: skip
     """One model's :class:`~cmakit.report.explorer.ModelPoints` on the sampled ``rows``.
 
-    Both views are fitted once per model over all α frames together (joint PCA of every group
-    and frame; gap direction of the unshifted ID images and prompts), so the slider moves
-    points within fixed axes.
+    Each view has one set of axes per model, so the slider moves points within fixed axes: the
+    joint PCA of the model as trained (all sampled groups, α = 0), onto which every α frame is
+    projected; the gap direction of its ID images and prompts as trained, with the top
+    orthogonal principal axis of all groups and frames.
     """
     keys = list(rows)
     shifted = [shift_bundle(bundle, float(a)) for a in alphas]
     frames = [_layers(b) for b in shifted]
     flat = [frame[k][rows[k]] for frame in frames for k in keys]
-    fitted = {VIEWS[0]: joint_pca(*flat, n_components=2)[0],
+    trained = _layers(bundle)
+    mean, axes, _ = pca_axes(*[trained[k][rows[k]] for k in keys], n_components=2)
+    fitted = {VIEWS[0]: [(x - mean) @ axes.T for x in flat],
               VIEWS[1]: gap_axes(bundle.id_images, bundle.id_texts, *flat)}  # fmt: skip
     coords = {view: {group_name(k): np.stack([proj[ai * len(keys) + ki] for ai in range(len(alphas))])
                      for ki, k in enumerate(keys)} for view, proj in fitted.items()}  # fmt: skip

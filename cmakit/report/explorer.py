@@ -298,10 +298,11 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
     for src in sources:
         src.selected.js_on_change("indices", update)
     help_text = Div(width=900, text=(
-        "Each model's embeddings: <b>joint PCA</b> (top two principal axes of all points and α "
-        "frames) or <b>gap direction</b> (x: ID image centroid minus ID prompt centroid; y: top "
-        "orthogonal principal axis). α moves images by −α/2·g and texts by +α/2·g, then "
-        "re-normalises (α = 1: the centroids meet). Click a legend entry to hide a group."))  # fmt: skip
+        "Each model's embeddings: <b>joint PCA</b> (top two principal axes of all groups of the "
+        "model as trained) or <b>gap direction</b> (x: ID image centroid minus ID prompt "
+        "centroid; y: top orthogonal principal axis). α moves images by −α/2·g and texts by "
+        "+α/2·g, then re-normalises (α = 1: the centroids meet); the axes stay fixed. Click a "
+        "legend entry to hide a group."))  # fmt: skip
     layout = column(help_text, row(model, view, slider), fig, details)
     summary = CustomJS(args={**args, "names": [g.name for g in groups]}, code=_SUMMARY_JS)
     doc = Document(title=title)
