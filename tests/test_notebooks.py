@@ -29,7 +29,10 @@ def test_every_notebook_of_the_sequence_exists():
 
 
 #: Knobs a notebook owns besides run_dir, profile and overrides (none is a RunConfig field).
-OWN_KNOBS = {"04_modality_gap": {"gap_shift_alphas"}}
+OWN_KNOBS = {
+    "04_modality_gap": {"gap_shift_alphas"},
+    "08_explorer": {"explorer_alphas", "explorer_points"},
+}
 
 
 def _parameters(path: Path) -> dict:

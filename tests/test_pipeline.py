@@ -119,6 +119,7 @@ def test_smoke_profile_end_to_end(tmp_path):
         assert (out / "tables" / f"benchmark_neglabel.{ext}").is_file()
         assert (out / "tables" / f"benchmark_csp_vs_neglabel.{ext}").is_file()
     assert len(list((out / "negatives").glob("csp-*.tsv"))) == 1
+    assert (out / "figures" / "explorer.html").stat().st_size > 100_000
     config = read_json(out / "config.json")
     assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
     assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2

@@ -41,6 +41,7 @@ NOTEBOOKS: list[tuple[str, bool]] = [
     ("05_geometry.ipynb", True),
     ("06_lambda_ablation.ipynb", True),
     ("07_benchmark_tables.ipynb", True),
+    ("08_explorer.ipynb", True),
 ]
 
 
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="run_all.sh",
         description="Run the cmakit notebook pipeline (pretrain, fine-tune, embed, gap, "
-        "geometry, lambda ablation, tables) and leave a run folder with everything it made.",
+        "geometry, lambda ablation, tables, explorer) and leave a run folder with everything it made.",
     )
     p.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="default: cpu")
     p.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
