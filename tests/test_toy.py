@@ -22,9 +22,9 @@ def test_sphere_starts_in_two_cones():
 
 def test_low_temperature_keeps_the_gap_and_cma_closes_it():
     start = toy_sphere(seed=0)
-    _, flyp = train_toy(start, lam=0.0, logit_scale=100.0, steps=150)
-    _, cma = train_toy(start, lam=0.2, logit_scale=100.0, steps=150)
-    _, warm = train_toy(start, lam=0.0, logit_scale=1.0, steps=150)
+    _, flyp = train_toy(start, lam=0.0, logit_scale=100.0, steps=100)
+    _, cma = train_toy(start, lam=0.2, logit_scale=100.0, steps=100)
+    _, warm = train_toy(start, lam=0.0, logit_scale=1.0, steps=100)
     assert flyp[-1]["modality_gap"] > 0.5  # contrastive alone: pairs align, the gap stays
     assert flyp[-1]["matched_cos"] > flyp[0]["matched_cos"]
     assert cma[-1]["modality_gap"] < 0.1 < flyp[-1]["modality_gap"]
