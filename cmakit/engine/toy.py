@@ -136,10 +136,12 @@ def train_toy(
         raise ValueError(f"logit_scale must be positive (it is 1/τ); got {logit_scale!r}.")
     loss_fn = CMALoss(lam)  # validates lam
     raw = [
-        torch.nn.Parameter(torch.tensor(x, dtype=torch.float64))
+        torch.tensor(x, dtype=torch.float64, requires_grad=True)
         for x in (sphere.images, sphere.texts)
     ]
-    opt = torch.optim.Adam(raw, lr=lr)
+    # Adam's moments, written out: torch.optim's first use imports torch._dynamo (seconds).
+    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in raw]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
     history: list[dict[str, float]] = []
     for step in range(steps + 1):
         image, text = (F.normalize(p, dim=1) for p in raw)  # (N, 3) each
@@ -154,9 +156,13 @@ def train_toy(
             })  # fmt: skip
         if step == steps:
             break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        grads = torch.autograd.grad(loss, raw)
+        with torch.no_grad():
+            for p, g, (m, v) in zip(raw, grads, moments, strict=True):
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                m_hat, v_hat = m / (1 - beta1 ** (step + 1)), v / (1 - beta2 ** (step + 1))
+                p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
     return sphere.replace(images=i, texts=t), history
 
 
