@@ -171,6 +171,10 @@ def plot_pca_panels(
             ax.set_xlabel(pcs[0])
             ax.set_ylabel(pcs[1])
         _share_limits(axes[0])
+        # Equal aspect: fit the figure's height to the data, so flat clouds leave no blank band.
+        (x0, x1), (y0, y1) = axes[0][0].get_xlim(), axes[0][0].get_ylim()
+        height = float(np.clip(3.4 * (y1 - y0) / max(x1 - x0, 1e-12), 1.0, 4.0))
+        fig.set_size_inches(4.0 * len(projections), height + 1.5)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
                    markerscale=1.6, frameon=False)  # fmt: skip
@@ -237,10 +241,8 @@ def plot_auroc_bars(
         ax.set_ylabel(f"{metric.upper()} (%)")
         ax.set_ylim(0, 100)
         if metric == "auroc":
-            ax.axhline(50, color="black", lw=0.8, ls=":", zorder=0)
-            ax.annotate("chance", (1.0, 50), xycoords=("axes fraction", "data"), xytext=(-2, 2),
-                        textcoords="offset points", ha="right", va="bottom", fontsize=8)  # fmt: skip
-        ax.legend(ncols=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.22))
+            ax.axhline(50, color="black", lw=1.0, ls=":", zorder=3, label="chance (50)")
+        ax.legend(ncols=len(methods) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.22))
         convention = CONVENTION_TITLES.get(summary.get("convention", ""), "")
         ax.set_title(f"{metric.upper()} per OoD set, score {score}; {convention}")
     return fig

@@ -57,13 +57,13 @@ def plot_gap_shift(
     Returns:
         The figure (ID accuracy, AUROC, gap; dotted line at α = 0, the model as trained).
     """
-    panels = [("id_accuracy", "ID accuracy (%)", 100.0),
-              ("auroc", f"{score_label} AUROC, {ood_label} (%)", 100.0)]  # fmt: skip
+    panels = [("id_accuracy", "ID accuracy", "%", 100.0),
+              ("auroc", f"{score_label} AUROC, {ood_label}", "%", 100.0)]  # fmt: skip
     if all("modality_gap" in node for node in curves.values()):
-        panels.append(("modality_gap", "gap ‖mean(i) − mean(t)‖ after re-normalising", 1.0))
+        panels.append(("modality_gap", "gap left after re-normalising", "‖mean(i) − mean(t)‖", 1.0))
     with figure_style():
         fig, axes = new_figure(1, len(panels), panel=(4.0, 3.4))
-        for ax, (key, label, scale) in zip(axes[0], panels, strict=True):
+        for ax, (key, name, unit, scale) in zip(axes[0], panels, strict=True):
             for k, (model, node) in enumerate(curves.items()):
                 x, y = _arr(node, x_key), _arr(node, key, scale)
                 color = model_color(model, k)
@@ -72,11 +72,12 @@ def plot_gap_shift(
                 ax.fill_between(x, y - std, y + std, color=color, alpha=0.2, lw=0)
             ax.axvline(0.0, color="black", lw=0.8, ls=":")
             ax.set_xlabel("α, share of the gap closed")
-            ax.set_ylabel(label)
+            ax.set_title(name)
+            ax.set_ylabel(unit)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
         fig.suptitle(
-            f"Gap shift (α = 0: as trained; α = 1: centroids meet, then re-normalised); "
+            f"Gap shift (α = 0: as trained, α = 1: centroids meet before re-normalising); "
             f"{CONVENTION_TITLES.get(convention, convention)}"
         )
     return fig
@@ -93,6 +94,10 @@ def _pareto_mask(fpr: np.ndarray, acc: np.ndarray) -> np.ndarray:
         for i in range(n)
     ]
     return ~np.asarray(dominated, dtype=bool)
+
+
+#: One marker per λ (with its colour), so that points that nearly coincide stay apart.
+_LAM_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">")
 
 
 def _lam_text(lam: float) -> str:
@@ -144,7 +149,8 @@ def plot_ablation(
         for i in range(len(rows)):
             handles.append(ax.errorbar(
                 fpr[i], acc[i], xerr=err[fpr_key][i] * 100, yerr=err[acc_key][i] * 100,
-                fmt="o", ms=7, color=colors[i], mfc=colors[i] if front[i] else "white",
+                fmt=_LAM_MARKERS[i % len(_LAM_MARKERS)], ms=7, color=colors[i],
+                mfc=colors[i] if front[i] else "white",
                 mew=1.5, capsize=2, zorder=2, label=_lam_text(lam[i]),
             ))  # fmt: skip
         if reference:
@@ -175,7 +181,9 @@ def _plot_gap_vs_lam(ax: Any, lam: np.ndarray, gap: np.ndarray, std: np.ndarray,
     linthresh = float(positive.min()) if positive.size else 1.0
     ax.plot(lam, gap, color="0.7", lw=0.8, zorder=1)
     ax.errorbar(lam, gap, yerr=std, fmt="none", ecolor="0.4", capsize=2, zorder=2)
-    ax.scatter(lam, gap, c=colors, s=40, zorder=3)
+    for k in range(len(lam)):
+        ax.scatter(lam[k], gap[k], color=colors[k], s=40, zorder=3,
+                   marker=_LAM_MARKERS[k % len(_LAM_MARKERS)])  # fmt: skip
     ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
     decades = 10.0 ** np.arange(
         np.floor(np.log10(linthresh)), np.ceil(np.log10(lam.max() or 1)) + 1

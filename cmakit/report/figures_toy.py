@@ -72,7 +72,8 @@ def plot_sphere(
         handles, labels = fig.axes[0].get_legend_handles_labels()
         handles.append(Line2D([], [], color="black", lw=2.0))
         labels.append("centroid gap (image mean → text mean)")
-        fig.legend(handles, labels, loc="outside lower center", ncols=4, frameon=False)
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, 2 * len(spheres)),
+                   frameon=False)  # fmt: skip
         fig.suptitle(title)
     return fig
 
