@@ -20,14 +20,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from cmakit.common.constants import MODEL_LABELS
+from cmakit.common.constants import MODEL_LABELS, OKABE_ITO
 from cmakit.common.io import atomic_path
 
-#: Okabe & Ito's colour-blind-safe palette (Color Universal Design), the colours of every figure.
-OKABE_ITO = {
-    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
-}  # fmt: skip
 #: One colour per model in every figure: zero-shot a neutral grey (the reference), FLYP blue,
 #: CMA vermillion; other models (λ values of a sweep) take the fallbacks in order.
 MODEL_COLORS = {"zero_shot": "#808080", "flyp": OKABE_ITO["blue"], "cma": OKABE_ITO["vermillion"]}
@@ -56,8 +51,8 @@ STYLE = {
 # PCA panel layers: key -> (legend label, colour, marker, size, alpha), drawn in this order
 # (the big image clouds first, the few texts on top so that they stay visible).
 PCA_LAYERS = {
-    "id_images": ("ID images", OKABE_ITO["sky_blue"], "o", 9, 0.45),
-    "ood_images": ("OoD images", OKABE_ITO["orange"], "x", 12, 0.6),
+    "id_images": ("ID images", OKABE_ITO["sky_blue"], "o", 12, 0.5),
+    "ood_images": ("OoD images", OKABE_ITO["orange"], "x", 12, 0.5),
     "neg_texts": ("negative labels (texts)", OKABE_ITO["reddish_purple"], "v", 16, 0.8),
     "id_texts": ("ID prompts (texts)", OKABE_ITO["black"], "*", 90, 1.0),
 }
@@ -126,7 +121,7 @@ def _layer_styles(keys: Sequence[str]) -> dict[str, tuple]:
         if key == "ood_images":  # per-set OoD layers take the place of the pooled one
             for n, k in enumerate(sets):
                 color, marker = OOD_STYLES[n % len(OOD_STYLES)]
-                styles[k] = (f"OoD: {k.removeprefix('ood:')}", color, marker, 14, 0.7)
+                styles[k] = (f"OoD: {k.removeprefix('ood:')}", color, marker, 14, 0.5)
         if key in keys:
             styles[key] = style
     return styles
@@ -176,8 +171,10 @@ def plot_pca_panels(
         height = float(np.clip(3.4 * (y1 - y0) / max(x1 - x0, 1e-12), 1.0, 4.0))
         fig.set_size_inches(4.0 * len(projections), height + 1.5)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
-                   markerscale=1.6, frameon=False)  # fmt: skip
+        legend = fig.legend(handles, labels, loc="outside lower center",
+                            ncols=min(len(labels), 4), markerscale=1.6, frameon=False)  # fmt: skip
+        for handle in legend.legend_handles:
+            handle.set_alpha(1.0)  # the legend shows each layer's colour at full strength
         fig.suptitle(title)
     return fig
 
