@@ -221,3 +221,20 @@ def test_multi_gpu_fine_tuning_command_round_trips_through_the_cli(tmp_path):
     assert (run.model, run.pretrained, run.imagenet, run.resume) == (
         "ViT-B-16", "/w/ViT-B-16.pt", "/d/in", True,
     )  # fmt: skip
+
+
+def test_ablation_metrics_average_the_sets_and_keep_the_groups():
+    from cmakit.pipeline.steps import ablation_metrics
+
+    ood = {
+        "a": {"fpr95": 0.2, "auroc": 0.9},
+        "b": {"fpr95": 0.4, "auroc": 0.7},
+        "far_mean": {"fpr95": 0.4, "auroc": 0.7},
+    }
+    record = {"id_accuracy": 0.8, "modality_gap": 0.5, "ood": {"mcm": ood, "neglabel": ood}}
+    row = ablation_metrics(record)
+    assert row["neglabel_fpr95"] == pytest.approx(0.3) and row["mcm_auroc"] == pytest.approx(0.8)
+    assert row["neglabel_far_auroc"] == 0.7 and row["id_accuracy"] == 0.8
+    assert set(row) == {"id_accuracy", "modality_gap"} | {
+        f"{s}_{g}{m}" for s in ("mcm", "neglabel") for g in ("", "far_") for m in ("fpr95", "auroc")
+    }

@@ -32,3 +32,9 @@ METHODS: tuple[str, ...] = ("zero_shot", "flyp", "cma")
 METHOD_LABELS: dict[str, str] = {"zero_shot": "ZS", "flyp": "FLYP", "cma": "CMA"}
 #: Labels of figures and prose.
 MODEL_LABELS: dict[str, str] = {"zero_shot": "zero-shot", "flyp": "FLYP", "cma": "CMA"}
+
+#: Okabe & Ito's colour-blind-safe palette (Color Universal Design): the colours of every figure.
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
+    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
+}  # fmt: skip

@@ -119,12 +119,12 @@ def pca_layers(
 ) -> dict[str, np.ndarray]:
     """The four layers of the PCA figure, each subsampled to ``max_points`` rows (fixed seed).
 
-    Layers: ``id_images``, ``id_texts`` (one prompt per class), ``neg_texts`` and
-    ``ood_images`` (all OoD sets pooled).
+    Layers: ``id_images``, ``id_texts`` (one prompt per class), ``neg_texts`` and one
+    ``ood:<set>`` layer per OoD set (so that the figures tell the sets apart).
     """
     rng = np.random.default_rng(seed)
-    layers = {"id_images": emb.id_images, "id_texts": emb.id_texts,
-              "neg_texts": emb.neg_texts, "ood_images": emb.ood_pooled()}  # fmt: skip
+    layers = {"id_images": emb.id_images, "id_texts": emb.id_texts, "neg_texts": emb.neg_texts,
+              **{f"ood:{name}": x for name, x in emb.ood.items()}}  # fmt: skip
     return {
         k: v if len(v) <= max_points else v[np.sort(rng.choice(len(v), max_points, replace=False))]
         for k, v in layers.items()

@@ -34,6 +34,7 @@ NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 
 #: The notebook sequence, in order, and whether each runs on the paper profile.
 NOTEBOOKS: list[tuple[str, bool]] = [
+    ("00_primer.ipynb", True),
     ("01_pretrain.ipynb", False),
     ("02_finetune.ipynb", True),
     ("03_embed.ipynb", True),
@@ -43,6 +44,9 @@ NOTEBOOKS: list[tuple[str, bool]] = [
     ("07_benchmark_tables.ipynb", True),
     ("08_explorer.ipynb", True),
 ]
+
+#: Notebooks that read no run folder: they get no run parameters (only their own defaults).
+STANDALONE = {"00_primer.ipynb"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -169,7 +173,7 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
             papermill.execute_notebook(
                 str(NOTEBOOK_DIR / name),
                 str(out_nb),
-                parameters=params,
+                parameters={} if name in STANDALONE else params,
                 kernel_name="python3",
                 cwd=str(PROJECT_ROOT),
                 progress_bar=False,

@@ -379,18 +379,35 @@ def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     result = evaluate_model(cfg, "cma", seed, lam=float(lam))
     row: dict[str, Any] = {"lam": float(lam), "seed": seed, "fingerprint": key,
-                           "id_accuracy": result["id_accuracy"],
-                           "modality_gap": result["modality_gap"]}  # fmt: skip
+                           **ablation_metrics(result)}  # fmt: skip
+    row["wall_s"] = time.perf_counter() - start
+    write_json(path, row)
+    return row
+
+
+def ablation_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The columns of an ablation row from a per-seed record: ``id_accuracy``,
+    ``modality_gap``, ``<score>_<metric>`` (mean over all OoD sets) and
+    ``<score>_<group>_<metric>`` for the MCM and NegLabel scores."""
+    row = {"id_accuracy": record["id_accuracy"], "modality_gap": record["modality_gap"]}
     for score in ("mcm", "neglabel"):
-        per = result["ood"][score]
+        per = record["ood"][score]
         sets = [k for k in per if not k.endswith("_mean")]
         for metric in ("fpr95", "auroc"):
             row[f"{score}_{metric}"] = float(np.mean([per[s][metric] for s in sets]))
             for group in (k for k in per if k.endswith("_mean")):
                 row[f"{score}_{group.removesuffix('_mean')}_{metric}"] = per[group][metric]
-    row["wall_s"] = time.perf_counter() - start
-    write_json(path, row)
     return row
+
+
+def ablation_reference(cfg: RunConfig) -> dict[str, float]:
+    """The zero-shot model in the ablation's columns, averaged over the ablation's seeds: the
+    reference every λ is compared with (no fine-tuning at all)."""
+    from cmakit.pipeline.results import evaluate_model
+
+    rows = [ablation_metrics(evaluate_model(cfg, "zero_shot", seed))
+            for seed in cfg.seeds[: cfg.ablation_seeds]]  # fmt: skip
+    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
 
 
 def ablation_rows(cfg: RunConfig) -> list[dict[str, Any]]:
