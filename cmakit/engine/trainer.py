@@ -223,9 +223,12 @@ def _set_rng_state(state: tuple, device: str) -> None:
 
 
 class _Stepper:
-    """Runs optimizer steps: forward, gather, loss, backward, clip, update."""
+    """Runs optimizer steps: forward, gather, loss, backward, clip, update.
 
-    def __init__(self, net, model, cfg: TrainConfig, device: str, total_steps: int, k: int):
+    ``k`` is the number of micro-batches that :meth:`step` receives per optimizer step.
+    """
+
+    def __init__(self, net, model, cfg: TrainConfig, device: str, total_steps: int, k: int = 1):
         self.net, self.model, self.cfg, self.device, self.k = net, model, cfg, device, k
         self.loss_fn = CMALoss(cfg.lam)
         dev_type = torch.device(device).type

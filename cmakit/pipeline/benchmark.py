@@ -133,17 +133,24 @@ def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
 def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
     """ImageNet-1k (ID), OpenOOD v1.5 near/far and MOS sets from the configured roots.
 
+    Training images get the paper's train transform at the model's input size
+    (:func:`cmakit.models.factory.model_image_size`); every other set gets ``preprocess``.
+
     Raises:
         FileNotFoundError: a missing root, folder or list (the expected layout is shown).
     """
     from cmakit.data import paper as data
+    from cmakit.models.factory import model_image_size
+    from cmakit.models.transforms import paper_transform
 
+    size = model_image_size(cfg.model)
     classnames = data.imagenet_classnames()
     roots = {"imagenet": cfg.imagenet_root or None, "mos": cfg.mos_root or None,
              "openood": cfg.openood_root or None}  # fmt: skip
 
     def train_pairs(tokenizer: Callable, template: str) -> Dataset:
-        images = data.imagenet_split("train", roots["imagenet"])
+        train_tf = paper_transform(size, train=True)
+        images = data.imagenet_split("train", roots["imagenet"], transform=train_tf)
         return data.PromptPairs(images, tokenizer, classnames, template)
 
     ood: dict[str, Dataset] = {}
@@ -159,5 +166,5 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
         ood=ood,
         groups=ood_groups(cfg),
         candidates=None,
-        preprocessing="resize224-bicubic-centercrop-openai-norm",
+        preprocessing=f"resize{size}-bicubic-centercrop-openai-norm",
     )
