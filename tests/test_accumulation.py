@@ -97,3 +97,20 @@ def test_crops_change_with_epoch_and_seed_not_with_the_caller_rng():
     assert torch.equal(first, next(iter_micro_batches(data, plan, epoch=0))[0])
     assert not torch.equal(first, next(iter_micro_batches(data, plan, epoch=1))[0])
     assert len({sample_seed(0, 0, 1), sample_seed(0, 1, 0), sample_seed(1, 0, 0)}) == 3
+
+
+def test_resume_may_change_the_micro_batches(tmp_path):
+    """Accumulation changes no number, so a run may resume on smaller devices."""
+    ref = tiny_model()
+    train(ref, AugmentedPairs(64), TrainConfig(**BASE, epochs=2), out_dir=tmp_path / "ref")
+    first = TrainConfig(**BASE, epochs=2, checkpoint_every_steps=2)
+    run = tmp_path / "run"
+    train(tiny_model(), AugmentedPairs(64), first, out_dir=run)
+    for ckpt in sorted((run / "checkpoints").glob("step_*.pt"))[1:]:
+        ckpt.unlink()  # keep step 2 only: the run stopped mid-epoch
+    resumed = tiny_model(seed=9)
+    smaller = TrainConfig(**BASE, epochs=2, checkpoint_every_steps=2, micro_batch_size=3)
+    res = train(resumed, AugmentedPairs(64), smaller, out_dir=run, resume=True)
+    assert res.final_step == 8
+    worst = max(weight_diff(k, v, resumed.state_dict()[k]) for k, v in ref.state_dict().items())
+    assert worst < 1e-5, f"largest weight difference {worst}"
