@@ -290,7 +290,7 @@ class _Stepper:
             for images, tokens in batches:
                 states.append(_rng_state(self.device))
                 with self.autocast:
-                    img, txt, scale = _forward(self.model, images, tokens)
+                    img, txt, scale = _forward(self.net, images, tokens)  # as pass 2 will
                 img_parts.append(img.float())
                 txt_parts.append(txt.float())
         img, start = dist_util.gather_rows(torch.cat(img_parts))  # (B, D); this rank's first row
