@@ -238,3 +238,40 @@ def test_ablation_metrics_average_the_sets_and_keep_the_groups():
     assert set(row) == {"id_accuracy", "modality_gap"} | {
         f"{s}_{g}{m}" for s in ("mcm", "neglabel") for g in ("", "far_") for m in ("fpr95", "auroc")
     }
+
+
+def test_cluster_knobs_reach_the_torchrun_command(tmp_path):
+    """Workers, micro-batch and activation checkpointing travel from RunConfig to the CLI."""
+    from cmakit.cli import _take, build_parser
+    from cmakit.engine.trainer import TrainConfig
+    from cmakit.pipeline.config import resolve
+    from cmakit.pipeline.steps import torchrun_command, train_config
+
+    cfg = resolve({"profile": "paper", "pretrained": "/w/ViT-B-16.pt", "num_workers": 3,
+                   "finetune_micro_batch_size": 64, "grad_checkpointing": True})  # fmt: skip
+    tcfg = train_config(cfg, cfg.lam, seed=0)
+    assert (tcfg.num_workers, tcfg.micro_batch_size, tcfg.grad_checkpointing) == (3, 64, True)
+    for checkpointing in (True, False):
+        want = dataclasses.replace(tcfg, grad_checkpointing=checkpointing)
+        cmd = torchrun_command(cfg, want, tmp_path, 3)
+        ns = build_parser().parse_args(cmd[cmd.index("cmakit") + 1 :])
+        assert _take(TrainConfig, ns) == dataclasses.replace(want, progress=False)
+    default = train_config(resolve({"profile": "paper"}), 0.0, seed=0)
+    assert (default.num_workers, default.micro_batch_size, default.grad_checkpointing) == (
+        8, None, False,
+    )  # fmt: skip
+
+
+def test_dry_run_checks_the_batch_split_over_devices():
+    from cmakit.pipeline.checks import check_batch_split
+    from cmakit.pipeline.config import resolve
+
+    cfg = resolve({"profile": "paper", "finetune_micro_batch_size": 64})
+    line = check_batch_split(cfg, processes=3)
+    assert line == ("global batch 512 on 3 process(es): shares [171, 171, 170], "
+                    "3 micro-batch(es) of <= 57 pairs each")  # fmt: skip
+    assert "2 micro-batch(es) of <= 37" in check_batch_split(cfg, processes=7)  # 74 > 64
+    assert "1 micro-batch(es) of <= 64" in check_batch_split(cfg, processes=8)
+    small = resolve({"profile": "paper", "finetune_batch_size": 6})
+    with pytest.raises(ValueError, match=r"finetune_batch_size=6 .* on 8 device\(s\).*too small"):
+        check_batch_split(small, processes=8)

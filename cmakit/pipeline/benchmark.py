@@ -166,18 +166,24 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
 
     The ID test set is the full ImageNet-1k val (MOS, Table 1); OpenOOD v1.5's own ID list
     is its subset ``"openood_imagenet"`` (Table 2; :func:`cmakit.data.paper.openood_id_subset`).
+    Training images get the paper's train transform at the model's input size
+    (:func:`cmakit.models.factory.model_image_size`); every other set gets ``preprocess``.
 
     Raises:
         FileNotFoundError: a missing root, folder or list (the expected layout is shown).
     """
     from cmakit.data import paper as data
+    from cmakit.models.factory import model_image_size
+    from cmakit.models.transforms import paper_transform
 
+    size = model_image_size(cfg.model)
     classnames = data.imagenet_classnames()
     roots = {"imagenet": cfg.imagenet_root or None, "mos": cfg.mos_root or None,
              "openood": cfg.openood_root or None}  # fmt: skip
 
     def train_pairs(tokenizer: Callable, template: str) -> Dataset:
-        images = data.imagenet_split("train", roots["imagenet"])
+        train_tf = paper_transform(size, train=True)
+        images = data.imagenet_split("train", roots["imagenet"], transform=train_tf)
         return data.PromptPairs(images, tokenizer, classnames, template)
 
     id_test = data.imagenet_split("val", roots["imagenet"], transform=preprocess)
@@ -195,6 +201,6 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
         ood=ood,
         groups=ood_groups(cfg),
         candidates=None,
-        preprocessing="resize224-bicubic-centercrop-openai-norm",
+        preprocessing=f"resize{size}-bicubic-centercrop-openai-norm",
         id_subsets={data.OPENOOD_ID_SUBSET: openood_ids},
     )

@@ -5,6 +5,8 @@ weights and the ImageNet-1k, MOS and OpenOOD v1.5 folders; each missing piece is
 the path tried and the expected layout, all at once, so one dry run lists everything to fix.
 Every profile logs where its negative labels come from (:func:`negatives_plan`): the candidate
 pool it mines or the negative-label file it reads, and CSP's pool.
+Every profile's fine-tuning batch must split over the processes that will train
+(:func:`check_batch_split`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def check_run_inputs(cfg: RunConfig) -> None:
     Raises:
         FileNotFoundError: on the paper profile, for every missing weights file, data root,
             folder or image list (one message naming all of them, with the expected layouts).
-        ValueError: an unknown model architecture.
+        ValueError: an unknown model architecture, or a fine-tuning batch that does not split
+            over the devices (:func:`check_batch_split`).
     """
     import open_clip
 
@@ -35,6 +38,7 @@ def check_run_inputs(cfg: RunConfig) -> None:
             f"model={cfg.model!r} is not an open_clip architecture; cmakit's own: "
             f"{register_model_configs()}; see open_clip.list_models() for the rest."
         )
+    log.info("fine-tuning: %s", check_batch_split(cfg))
     problems = []
     try:
         for line in negatives_plan(cfg):
@@ -82,6 +86,44 @@ def negatives_plan(cfg: RunConfig) -> list[str]:
         neglabel = f"negative labels: mined from WordNet pool {cfg.neg_pool!r} ({share})"
     source = f"the {cfg.world} world's lexicon" if cfg.embedded else "WordNet pool 'csp'"
     return [neglabel, f"CSP labels: mined from {source}, adjectives conjugated ({share})"]
+
+
+def check_batch_split(cfg: RunConfig, processes: int | None = None) -> str:
+    """Check that the global fine-tuning batch splits over the devices; describe the split.
+
+    Each process holds a share of ``finetune_batch_size`` (shares differ by at most one pair)
+    and encodes it in micro-batches of at most ``finetune_micro_batch_size`` pairs (0 = the
+    whole share at once); the loss is always that of the whole global batch.
+
+    Args:
+        cfg: The run configuration.
+        processes: Processes that will fine-tune; default: as the run will choose
+            (:func:`cmakit.pipeline.steps.finetune_processes`: every visible GPU on the paper path).
+
+    Returns:
+        One line, e.g. ``global batch 512 on 3 process(es): shares [171, 171, 170], 3
+        micro-batch(es) of <= 57 pairs each``.
+
+    Raises:
+        ValueError: a batch too small for the processes and micro-batches, naming the fix.
+    """
+    from cmakit.engine.batching import accumulation_steps, check_split, split_sizes
+    from cmakit.pipeline.steps import finetune_processes
+
+    batch, micro = cfg.finetune_batch_size, cfg.finetune_micro_batch_size
+    world = processes or finetune_processes(cfg)
+    k = accumulation_steps(batch, world, micro) if micro else 1
+    try:
+        check_split(batch, world, k)
+    except ValueError as err:
+        raise ValueError(
+            f"finetune_batch_size={batch} with finetune_micro_batch_size={micro} on {world} "
+            f"device(s): {err}"
+        ) from None
+    shares = split_sizes(batch, world)
+    largest = max(split_sizes(shares[0], k))
+    return (f"global batch {batch} on {world} process(es): shares {shares if world <= 8 else '...'}, "
+            f"{k} micro-batch(es) of <= {largest} pairs each")  # fmt: skip
 
 
 def _data_problems(cfg: RunConfig) -> list[str]:

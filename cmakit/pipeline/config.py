@@ -51,6 +51,8 @@ class RunConfig:
     weight_decay: float  # AdamW weight decay, on all parameters
     precision: str  # "fp32" | "bf16"
     train_prompt: str  # prompt of the fine-tuning pairs, one {} for the class name
+    finetune_micro_batch_size: int  # most pairs one device encodes at once (0 = its whole share)
+    grad_checkpointing: bool  # recompute activations in backward: less memory, ~1/3 more compute
     # evaluation
     test_prompt: str  # ID prompt at test time (scores, accuracy, mining), one {}
     neg_fraction: float  # share of nouns and of adjectives kept as negative labels
@@ -67,6 +69,7 @@ class RunConfig:
     # machine
     device: str  # auto | cpu | cuda | cuda:N
     threads: int  # torch CPU threads (0 = torch's default)
+    num_workers: int  # data-loader worker processes for image folders (paper path)
     cache_dir: str  # "" = the project's .cache/cmakit (or $CMAKIT_CACHE)
 
     def __post_init__(self) -> None:
@@ -99,6 +102,9 @@ class RunConfig:
         for name in ("finetune_epochs", "finetune_batch_size", "neglabel_groups"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1.")
+        for name in ("finetune_micro_batch_size", "num_workers", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 0.")
 
     @property
     def embedded(self) -> bool:
@@ -126,6 +132,9 @@ _COMMON: dict[str, Any] = {
     "threads": 0,
     "cache_dir": "",
     "finetune_max_steps": 0,
+    "finetune_micro_batch_size": 0,
+    "grad_checkpointing": False,
+    "num_workers": 0,  # the embedded world is in memory
 }
 
 #: Profile presets: every RunConfig field but run_dir/profile.
@@ -179,6 +188,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ablation_lams": [0.0, 1e-4, 1e-3, 1e-2],
         "ablation_seeds": 1,
         "neg_pool": "neglabel",  # NegLabel's own lexicographer files (~70k words)
+        "num_workers": 8,
     },
 }
 

@@ -53,8 +53,12 @@ SELECTING_FIELDS: dict[str, str] = {
     "ablation_lams": "the ablation points",
     "ablation_seeds": "the ablation points",
 }
-#: Fields that change no number (where and how fast a run computes).
-NEUTRAL_FIELDS: tuple[str, ...] = ("device", "threads", "cache_dir", "run_dir")
+#: Fields that change no number (where and how fast a run computes). Micro-batches keep the
+#: loss of the whole global batch (feature cache), and checkpointing recomputes the same values.
+NEUTRAL_FIELDS: tuple[str, ...] = (
+    "device", "threads", "cache_dir", "run_dir", "num_workers", "finetune_micro_batch_size",
+    "grad_checkpointing",
+)  # fmt: skip
 
 
 def affected_by(field: str) -> str:

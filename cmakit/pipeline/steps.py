@@ -118,9 +118,10 @@ def benchmark(cfg: RunConfig, seed: int, preprocess: Any = None) -> Benchmark:
     if cfg.embedded:
         return embedded_benchmark(cfg, seed)
     if preprocess is None:
+        from cmakit.models.factory import model_image_size
         from cmakit.models.transforms import paper_transform
 
-        preprocess = paper_transform(224, train=False)
+        preprocess = paper_transform(model_image_size(cfg.model), train=False)
     return paper_benchmark(cfg, preprocess)
 
 
@@ -138,22 +139,16 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
         Facts of the run: ``model_path``, ``history_path``, ``wall_time_s``, ``pairs_per_s``,
         ``final_step``, ``lam``, ``seed``, ``cached``.
     """
-    from cmakit.engine.trainer import TrainConfig, train
+    from cmakit.engine.trainer import train
 
     weight = _lam(cfg, method, lam)
     out = model_dir(cfg, method, seed, lam)
     done = out / "result.json"
     if done.is_file():
         return {**read_json(done), "cached": True}
-    tcfg = TrainConfig(
-        lam=weight, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.finetune_warmup_steps, epochs=cfg.finetune_epochs,
-        max_steps=cfg.finetune_max_steps or None, batch_size=cfg.finetune_batch_size,
-        precision=cfg.precision, seed=seed, device=cfg.device,
-        num_workers=0 if cfg.embedded else 8, log_every=max(1, cfg.finetune_max_steps // 10 or 10),
-    )  # fmt: skip
-    gpus = torch.cuda.device_count() if tcfg.device in ("auto", "cuda") else 0
-    if not cfg.embedded and gpus > 1:
+    tcfg = train_config(cfg, weight, seed)
+    gpus = finetune_processes(cfg)
+    if gpus > 1:
         facts = _finetune_torchrun(cfg, tcfg, out, gpus)
     else:
         model, tokenizer, _ = base_model(cfg)
@@ -171,6 +166,28 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
     return {**facts, "cached": False}
 
 
+def train_config(cfg: RunConfig, lam: float, seed: int) -> Any:
+    """The :class:`~cmakit.engine.trainer.TrainConfig` of one fine-tuning run of ``cfg``."""
+    from cmakit.engine.trainer import TrainConfig
+
+    return TrainConfig(
+        lam=lam, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.finetune_warmup_steps, epochs=cfg.finetune_epochs,
+        max_steps=cfg.finetune_max_steps or None, batch_size=cfg.finetune_batch_size,
+        micro_batch_size=cfg.finetune_micro_batch_size or None,
+        grad_checkpointing=cfg.grad_checkpointing, precision=cfg.precision, seed=seed,
+        device=cfg.device, num_workers=cfg.num_workers,
+        log_every=max(1, cfg.finetune_max_steps // 10 or 10),
+    )  # fmt: skip
+
+
+def finetune_processes(cfg: RunConfig) -> int:
+    """Processes that fine-tune: every visible GPU on the paper path (any count), else 1."""
+    if cfg.embedded or cfg.device not in ("auto", "cuda"):
+        return 1
+    return max(1, torch.cuda.device_count())
+
+
 def torchrun_command(cfg: RunConfig, tcfg: Any, out: Path, nproc: int) -> list[str]:
     """The ``torchrun -m cmakit train`` command line that fine-tunes with ``tcfg`` on ``nproc``
     processes (every TrainConfig field becomes its flag, so both paths train alike)."""
@@ -184,16 +201,20 @@ def torchrun_command(cfg: RunConfig, tcfg: Any, out: Path, nproc: int) -> list[s
     if cfg.imagenet_root:
         cmd += ["--imagenet", cfg.imagenet_root]
     for key, value in to_dict(tcfg).items():
-        if value is not None and key != "progress":
-            cmd += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool) and key != "progress":
+            cmd += [flag if value else f"--no-{flag[2:]}"]
+        elif value is not None and key != "progress":
+            cmd += [flag, str(value)]
     return cmd
 
 
 def _finetune_torchrun(cfg: RunConfig, tcfg: Any, out: Path, gpus: int) -> dict[str, Any]:
-    """Fine-tune on every visible GPU through :func:`torchrun_command`.
+    """Fine-tune on every visible GPU (any count) through :func:`torchrun_command`.
 
-    The global batch stays ``tcfg.batch_size``: features are gathered across processes before
-    the loss, so N processes give the update of one process at the full batch.
+    The global batch stays ``tcfg.batch_size``, split into per-GPU shares that differ by at most
+    one pair (and into micro-batches of at most ``tcfg.micro_batch_size``); the loss is that of
+    the whole global batch, so N processes give the update of one process at the full batch.
     """
     import subprocess
 
@@ -335,7 +356,7 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
     bench = benchmark(cfg, seed)
     cache = EmbeddingCache(Path(cfg.run_dir) / "embeddings" / "cache")
     opts = {"device": cfg.device, "progress": True}
-    workers = {"num_workers": 0 if cfg.embedded else 8}
+    workers = {"num_workers": cfg.num_workers}
     enc = cache.images(model, bench.id_test, preprocessing=bench.preprocessing, **opts, **workers)
     prompts = [cfg.test_prompt.format(c) for c in bench.classnames]
     id_texts = cache.texts(model, tokenizer, prompts, **opts)
