@@ -92,7 +92,8 @@ def mine_negatives(
         if not words:
             continue
         emb = encode_texts(model, tokenizer, _prompts([(w, pos) for w in words]),
-                           batch_size=batch_size, device=device, progress=progress)  # fmt: skip
+                           batch_size=batch_size, device=device, progress=progress,
+                           desc=f"mining negative labels ({pos})")  # fmt: skip
         order = mine_negative_labels(emb, id_emb, keep=keep, percentile=percentile)
         affinity = negative_label_affinity(emb[order], id_emb, percentile=percentile)
         mined += [
