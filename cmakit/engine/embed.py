@@ -228,13 +228,13 @@ class EmbeddingCache:
         return Encoded(out["embeddings"], out["labels"], out["bad_paths"].tolist())
 
     def texts(self, model, tokenizer, texts: Sequence[str], *, batch_size: int = 1024,
-              device: str = "auto", progress: bool = True) -> np.ndarray:  # fmt: skip
-        """Cached :func:`encode_texts`; the key holds the full prompt list."""
+              device: str = "auto", progress: bool = True, desc: str = "texts") -> np.ndarray:  # fmt: skip
+        """Cached :func:`encode_texts`; the key holds the full prompt list (not ``desc``)."""
         key = {"model": model_digest(model), "texts": fingerprint(list(texts)), "n": len(texts)}
 
         def compute() -> dict[str, np.ndarray]:
             emb = encode_texts(model, tokenizer, texts, batch_size=batch_size, device=device,
-                               progress=progress)  # fmt: skip
+                               progress=progress, desc=desc)  # fmt: skip
             return {"embeddings": emb}
 
         return self._load_or(self.path("texts", key), compute, key)["embeddings"]

@@ -85,7 +85,8 @@ def mine_negatives(
         candidates = wordnet_candidates()
     _prompts(candidates)
     id_emb = encode_texts(model, tokenizer, [id_template.format(c) for c in id_classnames],
-                          batch_size=batch_size, device=device, progress=progress)  # fmt: skip
+                          batch_size=batch_size, device=device, progress=progress,
+                          desc="mining negative labels (ID prompts)")  # fmt: skip
     mined: list[NegativeLabel] = []
     for pos in NEGLABEL_PROMPTS:
         words = [w for w, p in candidates if p == pos]
