@@ -77,7 +77,8 @@ def write_paper_tree(
         root: Destination folder (created).
         per_class: Images per ImageNet class and split (1,000 classes: 1,000 x ``per_class``
             images in ``train/`` and as many in ``val/``).
-        per_ood_set: Images per MOS set and per OpenOOD list.
+        per_ood_set: Images per MOS set and per OpenOOD OoD list (OpenOOD's ID list,
+            ``test_imagenet.txt``, names the val images of every other class).
         size: Side of every image in pixels (the paper transforms resize to 224).
         seed: Seeds the pixel noise.
 
@@ -86,27 +87,31 @@ def write_paper_tree(
     """
     root, rng = Path(root), np.random.default_rng(seed)
     roots = {kind: root / kind for kind in ("imagenet", "mos", "openood")}
-    wnids = imagenet_wnids()
+    wnids, val_files = imagenet_wnids(), []
     for split in ("train", "val"):
         for label, wnid in enumerate(wnids):
             for k in range(per_class):
                 index = label * per_class + k + 1
                 name = f"{wnid}_{k}.png" if split == "train" else f"ILSVRC2012_val_{index:08d}.png"
-                _image(roots["imagenet"] / split / wnid / name, label, rng, size)
+                path = _image(roots["imagenet"] / split / wnid / name, label, rng, size)
+                if split == "val":
+                    val_files.append((path, label))
     for n, folders in enumerate(MOS_SETS.values()):
         sub = "images/banded" if folders[-1] == "dtd" else "images"  # DTD keeps class folders
         for k in range(per_ood_set):
             _image(roots["mos"] / folders[-1] / sub / f"{k}.png", 1000 + 40 * n + k, rng, size)
     lists = roots["openood"] / "benchmark_imglist" / "imagenet"
     lists.mkdir(parents=True, exist_ok=True)
-    for n, name in enumerate(OPENOOD_SETS):
+    # OpenOOD's ID list names ImageNet val files, which cmakit matches by name: every other class.
+    id_rows = [f"imagenet_1k/val/{Path(path).name} {label}\n"
+               for path, label in val_files[::2]]  # fmt: skip
+    (lists / "test_imagenet.txt").write_text("".join(id_rows))
+    for n, name in enumerate(s for s in OPENOOD_SETS if s != "imagenet"):
         base = roots["openood"] / ("images_classic" if name == "textures" else "images_largescale")
         rel = [f"{name}/{k}.png" for k in range(per_ood_set)]
         for k, r in enumerate(rel):
             _image(base / r, 2000 + 40 * n + k, rng, size)
-        labels = [k % 1000 if name == "imagenet" else -1 for k in range(per_ood_set)]
-        text = "".join(f"{r} {y}\n" for r, y in zip(rel, labels, strict=True))
-        (lists / f"test_{name}.txt").write_text(text)
+        (lists / f"test_{name}.txt").write_text("".join(f"{r} -1\n" for r in rel))
     return roots
 
 
