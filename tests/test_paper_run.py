@@ -92,7 +92,8 @@ def test_readme_command_line_example_runs_as_written(paper_tree, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     mos = {f"mos-{name}" for name in ("iNaturalist", "SUN", "Places", "Textures")}
     assert metrics["score"] == "neglabel" and set(metrics["per_set"]) == mos
-    assert all(math.isfinite(v) for v in metrics["mean"].values())
+    assert list(metrics["group_sets"]) == ["mos"] and set(metrics["group_sets"]["mos"]) == mos
+    assert all(math.isfinite(v) for v in metrics["group_means"]["mos"].values())
 
 
 @pytest.mark.slow
