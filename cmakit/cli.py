@@ -1,4 +1,4 @@
-"""Command line of the paper path: ``python -m cmakit train|embed|evaluate`` (also under torchrun).
+"""Command line of the paper path: ``python -m cmakit train|mine|embed|evaluate`` (also torchrun).
 
 Every flag comes from a field of a config dataclass (``--grad-accum-steps`` is
 ``TrainConfig.grad_accum_steps``), so the command line and the notebooks share one definition of
@@ -6,6 +6,7 @@ each setting; the values go through :func:`cmakit.common.config.from_dict`. Unkn
 
     torchrun --nproc_per_node=4 -m cmakit train --model ViT-B-16 --pretrained openai \\
         --imagenet /data/imagenet --out runs/cma --lam 0.001
+    python -m cmakit mine --model ViT-B-16 --pretrained openai --out neg_labels.tsv
     python -m cmakit embed --model ViT-B-16 --checkpoint runs/cma/model.pt --out runs/cma/emb \\
         --imagenet /data/imagenet --mos /data/mos --negatives neg_labels.tsv
     python -m cmakit evaluate --embeddings runs/cma/emb --score neglabel --out metrics.json
@@ -50,24 +51,53 @@ class TrainRun:
 
 
 @dataclasses.dataclass(frozen=True)
+class MineRun:
+    """Which pretrained text encoder mines the negative labels (NegLabel's protocol).
+
+    Attributes:
+        model: open_clip architecture.
+        pretrained: Weights that rank the candidates: open_clip tag or file (the paper mines
+            with the pretrained model, before any fine-tuning).
+        out: Negative-label TSV to write (word, pos, affinity), read by ``embed --negatives``.
+        id_prompt: ID prompt template of the ImageNet classes ("The nice {}").
+        pool: WordNet candidates: "neglabel" (NegLabel's lexicographer files, as the paper
+            profile) or "all" (every noun and adjective lemma).
+        keep: Share of the pool's nouns and of its adjectives kept (NegLabel: 0.15).
+        batch_size, device: Encoding settings.
+    """
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    out: str = "neg_labels.tsv"
+    id_prompt: str = TEST_PROMPT
+    pool: Literal["neglabel", "all"] = "neglabel"
+    keep: float = 0.15
+    batch_size: int = 1024
+    device: str = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
 class EmbedRun:
     """Which model, data sets and prompts to encode (see :mod:`cmakit.pipeline.commands`).
 
     Attributes:
-        model, pretrained, checkpoint: Passed to :func:`cmakit.models.factory.load_clip`.
+        model, checkpoint: Passed to :func:`cmakit.models.factory.load_clip`.
+        pretrained: open_clip tag or file loaded before ``checkpoint``; "auto" = "openai"
+            without a checkpoint and no pretrained weights with one (the checkpoint holds them).
         out: Embedding folder (cache files + ``embeddings.json``).
         imagenet, mos, openood: Data roots (defaults from the environment variables).
         id_set: ID images, "imagenet-val".
         ood_sets: Comma-separated OoD sets, e.g. "mos-iNaturalist,openood-ninco".
         id_prompt: ID prompt template for scoring ("The nice {}").
-        negatives: Negative-label TSV, mined with this model when the file does not exist; or
-            a fixed list of prompts used verbatim (the authors' ``neg_label_10000.npy``, a
+        negatives: Negative-label TSV (from ``mine``, or a pipeline run's
+            ``negatives/<fingerprint>.tsv``), mined with this model when the file does not exist;
+            or a fixed list of prompts used verbatim (the authors' ``neg_label_10000.npy``, a
             ``.txt`` with one prompt per line).
         batch_size, num_workers, device: Encoding settings.
     """
 
     model: str = "ViT-B-16"
-    pretrained: str | None = "openai"
+    pretrained: str | None = "auto"
     checkpoint: str | None = None
     out: str = "runs/embed"
     imagenet: str | None = None
@@ -160,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune CLIP on ImageNet (FLYP: --lam 0, CMA: --lam 0.001)")
     add_dataclass_flags(p, TrainRun, title="run")
     add_dataclass_flags(p, TrainConfig, title="hyper-parameters")
+    p = sub.add_parser("mine", help="mine negative labels from WordNet with a pretrained model")
+    add_dataclass_flags(p, MineRun, title="mining")
     p = sub.add_parser("embed", help="encode ID/OoD images, ID prompts and negative labels")
     add_dataclass_flags(p, EmbedRun, title="embedding")
     p = sub.add_parser("evaluate", help="MCM / NegLabel metrics from cached embeddings")
@@ -202,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # bad values are usage errors (exit status 2), like unknown flags
         configs = {
             "train": (TrainRun, TrainConfig),
+            "mine": (MineRun,),
             "embed": (EmbedRun,),
             "evaluate": (EvaluateRun,),
         }
@@ -211,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if ns.command == "train":
         run_train(ns)
+    elif ns.command == "mine":
+        from cmakit.pipeline.commands import run_mine
+
+        run_mine(_take(MineRun, ns))
     elif ns.command == "embed":
         from cmakit.pipeline.commands import run_embed
 

@@ -20,14 +20,35 @@ from cmakit.models.weights import save_model
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("command", ["train", "embed", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "mine", "embed", "evaluate"])
 def test_help_lists_dataclass_flags(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    flag = {"train": "--grad-accum-steps", "embed": "--ood-sets", "evaluate": "--convention"}
+    flag = {"train": "--grad-accum-steps", "mine": "--keep", "embed": "--ood-sets",
+            "evaluate": "--convention"}  # fmt: skip
     assert flag[command] in out and "(default:" in out
+
+
+def test_embed_loads_no_pretrained_weights_under_a_checkpoint():
+    from cmakit.pipeline.commands import embed_pretrained
+
+    ns = cli.build_parser().parse_args(["embed", "--checkpoint", "runs/cma/model.pt"])
+    assert cli._take(cli.EmbedRun, ns).pretrained == "auto"
+    assert embed_pretrained("auto", "runs/cma/model.pt") is None
+    assert embed_pretrained("auto", None) == "openai"
+    assert embed_pretrained("/w/ViT-B-16.pt", "runs/cma/model.pt") == "/w/ViT-B-16.pt"
+    assert embed_pretrained(None, None) is None  # --pretrained none: random init, on purpose
+
+
+def test_evaluate_without_negatives_says_how_to_get_them(tmp_path):
+    from cmakit.common.io import write_json
+    from cmakit.pipeline.commands import load_bundle
+
+    write_json(tmp_path / "embeddings.json", {"neg_text": None})
+    with pytest.raises(ValueError, match="python -m cmakit mine --out FILE"):
+        load_bundle(tmp_path, need_negatives=True)
 
 
 def test_unknown_option_and_bad_value_are_usage_errors(capsys):

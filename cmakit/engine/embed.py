@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from cmakit.common.io import atomic_path, fingerprint, resolve_device
+from cmakit.common.progress import Meter
 from cmakit.engine import distributed as dist_util
 from cmakit.engine.batching import collate_pairs
 
@@ -62,6 +63,11 @@ def _progress(iterable, total: int | None, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, unit="batch", dynamic_ncols=True)
 
 
+def _meter(desc: str, total: int, unit: str) -> Meter | None:
+    """The relayed one-line progress of rank 0 (:mod:`cmakit.common.progress`)."""
+    return Meter(desc, total, unit) if dist_util.get_rank() == 0 else None
+
+
 @torch.no_grad()
 def encode_images(
     model: torch.nn.Module,
@@ -71,6 +77,7 @@ def encode_images(
     device: str = "auto",
     num_workers: int = 4,
     progress: bool = True,
+    desc: str = "images",
 ) -> Encoded:
     """Encode every image of ``data`` with ``model.encode_image(normalize=True)``.
 
@@ -82,6 +89,7 @@ def encode_images(
         device: "auto", "cpu", "cuda", ...
         num_workers: DataLoader workers (when ``data`` is a data set).
         progress: Show a tqdm bar.
+        desc: What the relayed progress line calls this pass (images/s, ETA).
 
     Returns:
         :class:`Encoded` ``(emb [N, D] float32, labels [N] int64)`` in data order, unreadable
@@ -91,16 +99,22 @@ def encode_images(
     model = model.to(device).eval()
     total = len(data) if isinstance(data, DataLoader) else -(-len(data) // batch_size)
     embs, labels, bad = [], [], []
+    n_items = len(data.dataset) if isinstance(data, DataLoader) else len(data)
+    meter = _meter(desc, n_items, "images")
     for batch in _progress(
         _batches(data, batch_size, num_workers, device), total, "images", progress
     ):
         images, ys = batch[0], batch[1]
-        bad += [b.path for b in (batch[2] if len(batch) > 2 else [])]
-        if images.shape[0] == 0:
-            continue
-        emb = model.encode_image(images.to(device, non_blocking=True), normalize=True)
-        embs.append(emb.float().cpu())
-        labels.append(torch.as_tensor(ys).long())
+        skipped = batch[2] if len(batch) > 2 else []
+        bad += [b.path for b in skipped]
+        if images.shape[0]:
+            emb = model.encode_image(images.to(device, non_blocking=True), normalize=True)
+            embs.append(emb.float().cpu())
+            labels.append(torch.as_tensor(ys).long())
+        if meter:
+            meter.update(images.shape[0] + len(skipped))
+    if meter:
+        meter.close()
     if bad:
         log.warning("Skipped %d unreadable images, e.g. %s", len(bad), bad[:5])
     if not embs:
@@ -117,8 +131,11 @@ def encode_texts(
     batch_size: int = 1024,
     device: str = "auto",
     progress: bool = True,
+    desc: str = "texts",
 ) -> np.ndarray:
     """Encode ``texts`` with ``model.encode_text(normalize=True)``.
+
+    ``desc`` names this pass in the relayed progress line (prompts/s, ETA).
 
     Returns:
         ``[M, D]`` float32, row m = ``texts[m]``, L2-normalised.
@@ -128,10 +145,14 @@ def encode_texts(
     device = resolve_device(device)
     model = model.to(device).eval()
     starts = range(0, len(texts), batch_size)
-    out = []
+    out, meter = [], _meter(desc, len(texts), "prompts")
     for i in _progress(starts, len(starts), "texts", progress and len(starts) > 1):
         tokens = tokenizer(list(texts[i : i + batch_size])).to(device)
         out.append(model.encode_text(tokens, normalize=True).float().cpu())
+        if meter:
+            meter.update(len(tokens))
+    if meter:
+        meter.close()
     return torch.cat(out).numpy()
 
 
@@ -194,7 +215,8 @@ class EmbeddingCache:
             bounds = np.linspace(0, len(data), world + 1).astype(int)
             shard = data if world == 1 else Subset(data, range(bounds[rank], bounds[rank + 1]))
             enc = encode_images(model, shard, batch_size=batch_size, device=device,
-                                num_workers=num_workers, progress=progress)  # fmt: skip
+                                num_workers=num_workers, progress=progress,
+                                desc=f"embedding {name}")  # fmt: skip
             parts = _all_gather_objects((enc.embeddings, enc.labels, enc.bad_paths))
             return {
                 "embeddings": np.concatenate([p[0] for p in parts]),
@@ -206,13 +228,13 @@ class EmbeddingCache:
         return Encoded(out["embeddings"], out["labels"], out["bad_paths"].tolist())
 
     def texts(self, model, tokenizer, texts: Sequence[str], *, batch_size: int = 1024,
-              device: str = "auto", progress: bool = True) -> np.ndarray:  # fmt: skip
-        """Cached :func:`encode_texts`; the key holds the full prompt list."""
+              device: str = "auto", progress: bool = True, desc: str = "texts") -> np.ndarray:  # fmt: skip
+        """Cached :func:`encode_texts`; the key holds the full prompt list (not ``desc``)."""
         key = {"model": model_digest(model), "texts": fingerprint(list(texts)), "n": len(texts)}
 
         def compute() -> dict[str, np.ndarray]:
             emb = encode_texts(model, tokenizer, texts, batch_size=batch_size, device=device,
-                               progress=progress)  # fmt: skip
+                               progress=progress, desc=desc)  # fmt: skip
             return {"embeddings": emb}
 
         return self._load_or(self.path("texts", key), compute, key)["embeddings"]

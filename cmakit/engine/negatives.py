@@ -85,14 +85,16 @@ def mine_negatives(
         candidates = wordnet_candidates()
     _prompts(candidates)
     id_emb = encode_texts(model, tokenizer, [id_template.format(c) for c in id_classnames],
-                          batch_size=batch_size, device=device, progress=progress)  # fmt: skip
+                          batch_size=batch_size, device=device, progress=progress,
+                          desc="mining negative labels (ID prompts)")  # fmt: skip
     mined: list[NegativeLabel] = []
     for pos in NEGLABEL_PROMPTS:
         words = [w for w, p in candidates if p == pos]
         if not words:
             continue
         emb = encode_texts(model, tokenizer, _prompts([(w, pos) for w in words]),
-                           batch_size=batch_size, device=device, progress=progress)  # fmt: skip
+                           batch_size=batch_size, device=device, progress=progress,
+                           desc=f"mining negative labels ({pos})")  # fmt: skip
         order = mine_negative_labels(emb, id_emb, keep=keep, percentile=percentile)
         affinity = negative_label_affinity(emb[order], id_emb, percentile=percentile)
         mined += [

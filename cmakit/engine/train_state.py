@@ -14,6 +14,7 @@ from typing import Any
 
 from cmakit.common.config import to_dict
 from cmakit.common.io import write_text
+from cmakit.common.progress import emit, format_eta
 from cmakit.engine.checkpoint import (
     capture_rng,
     list_checkpoints,
@@ -49,6 +50,7 @@ class RunFiles:
         self.history_path = self.out_dir / "history.jsonl"
         self.model_path = self.out_dir / "model.pt"
         self._fh = None
+        self._total, self._last_step, self._reported = 0, 0, False
 
     def open_history(self, keep_until_step: int) -> None:
         """Open ``history.jsonl`` for appending, first dropping lines after ``keep_until_step``."""
@@ -65,6 +67,7 @@ class RunFiles:
 
     def progress_bar(self, initial: int, total: int, *, enabled: bool):
         """A tqdm bar on rank 0 (None elsewhere or when disabled)."""
+        self._total = total
         if not (self.is_main and enabled):
             return None
         from tqdm import tqdm
@@ -85,6 +88,7 @@ class RunFiles:
         self._fh.write(json.dumps(row) + "\n")
         if bar is not None:
             bar.update(1)
+        self._reported |= emit(self._progress_line(st, row))
         if st.step % log_every == 0:
             self._fh.flush()
             short = {k: row[k] for k in row if k not in ("step", "epoch", "elapsed")}
@@ -93,7 +97,20 @@ class RunFiles:
             else:
                 log.info("step %d %s", st.step, short)
 
+    def _progress_line(self, st: LoopState, row: dict[str, Any]) -> str:
+        """``train <run>: step 120/2500, loss 1.2345, 830 pairs/s, ETA 0:41:10`` (the relay)."""
+        self._last_step = st.step
+        eta = (self._total - st.step) * st.elapsed / st.step if st.step else -1.0
+        return (f"train {self.out_dir.name}: step {st.step}/{self._total}, loss {row['loss']:.4f}, "
+                f"{row['pairs_per_s']:,.0f} pairs/s, ETA {format_eta(eta)}")  # fmt: skip
+
     def close(self, bar=None) -> None:
+        if self._reported:  # a run the user watched: say that it ended
+            emit(
+                f"train {self.out_dir.name}: ended at step {self._last_step}/{self._total}",
+                force=True,
+            )
+            self._reported = False
         if bar is not None:
             bar.close()
         if self._fh is not None:

@@ -1,4 +1,4 @@
-"""The ``embed`` and ``evaluate`` steps of the paper path (ImageNet-1k vs MOS / OpenOOD).
+"""The ``mine``, ``embed`` and ``evaluate`` steps of the paper path (ImageNet-1k vs MOS / OpenOOD).
 
 ``embed`` encodes the ID images, each OoD set, the ID prompts and the negative labels through
 :class:`cmakit.engine.embed.EmbeddingCache` and writes ``embeddings.json``, a manifest of the cache
@@ -62,6 +62,34 @@ def _negatives(run, model, tokenizer, device: str):
     return load_negative_labels(path)
 
 
+def run_mine(run) -> list:
+    """Mine negative labels from WordNet with a pretrained text encoder and write the TSV.
+
+    Returns:
+        The :class:`~cmakit.engine.negatives.NegativeLabel` list, nouns then adjectives.
+    """
+    from cmakit.data.wordnet import wordnet_candidates
+    from cmakit.engine.negatives import mine_negatives, save_negative_labels
+    from cmakit.models.factory import load_clip
+
+    model, _, tokenizer = load_clip(run.model, pretrained=run.pretrained, device="cpu")
+    labels = mine_negatives(model, tokenizer, imagenet_classnames(),
+                            candidates=wordnet_candidates(run.pool), keep=run.keep,
+                            id_template=run.id_prompt, batch_size=run.batch_size,
+                            device=run.device)  # fmt: skip
+    save_negative_labels(run.out, labels)
+    log.info("%d negative labels written to %s", len(labels), run.out)
+    return labels
+
+
+def embed_pretrained(pretrained: str | None, checkpoint: str | None) -> str | None:
+    """``embed``'s initial weights: "auto" is "openai" without a checkpoint and none with one
+    (loading OpenAI's weights that the checkpoint then replaces would only cost a download)."""
+    if pretrained == "auto":
+        return None if checkpoint else "openai"
+    return pretrained
+
+
 def run_embed(run) -> dict[str, Any]:
     """Encode everything ``evaluate`` needs; returns (and writes) the manifest."""
     from cmakit.engine.distributed import get_rank, init_distributed
@@ -70,11 +98,12 @@ def run_embed(run) -> dict[str, Any]:
     from cmakit.models.factory import load_clip
 
     info = init_distributed(run.device)
-    model, preprocess, tokenizer = load_clip(run.model, pretrained=run.pretrained,
+    pretrained = embed_pretrained(run.pretrained, run.checkpoint)
+    model, preprocess, tokenizer = load_clip(run.model, pretrained=pretrained,
                                              checkpoint=run.checkpoint, device=info.device)  # fmt: skip
     cache, out = EmbeddingCache(Path(run.out) / "cache"), Path(run.out)
     opts = {"batch_size": run.batch_size, "device": info.device, "num_workers": run.num_workers}
-    manifest: dict[str, Any] = {"model": run.model, "pretrained": run.pretrained,
+    manifest: dict[str, Any] = {"model": run.model, "pretrained": pretrained,
                                 "checkpoint": run.checkpoint, "id_set": run.id_set, "ood": {},
                                 "bad_images": {}, "bad_paths": {}}  # fmt: skip
     specs = [run.id_set] + [s.strip() for s in run.ood_sets.split(",") if s.strip()]
@@ -127,7 +156,8 @@ def load_bundle(folder: str | Path, *, need_negatives: bool) -> tuple[EmbeddingB
         )
     man = read_json(folder / MANIFEST)
     if need_negatives and not man.get("neg_text"):
-        raise ValueError("score='neglabel' needs negative labels; embed with --negatives FILE.")
+        raise ValueError("score='neglabel' needs negative labels; mine them with `python -m "
+                         "cmakit mine --out FILE`, then embed with --negatives FILE.")  # fmt: skip
     id_data, id_text = _load(folder, man["id"]), _load(folder, man["id_text"])["embeddings"]
     neg = (_load(folder, man["neg_text"])["embeddings"] if man.get("neg_text")
            else np.zeros((0, id_text.shape[1]), dtype=np.float32))  # fmt: skip

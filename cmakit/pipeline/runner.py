@@ -26,11 +26,13 @@ from cmakit.pipeline.config import (
     profile_overrides,
     resolve,
 )
+from cmakit.pipeline.relay import KERNEL_ARGS, ProgressRelay
 
 log = logging.getLogger("cmakit.pipeline")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+PROGRESS_LOG = "progress.log"  # one line per few seconds of the kernels' long loops
 
 #: The notebook sequence, in order, and whether each runs on the paper profile.
 NOTEBOOKS: list[tuple[str, bool]] = [
@@ -167,18 +169,20 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
     for name in names:
         out_nb = run_dir / "notebooks" / name
         out_nb.parent.mkdir(parents=True, exist_ok=True)
-        log.info("running %s -> %s", name, out_nb)
+        log.info("running %s -> %s (progress: %s)", name, out_nb, run_dir / PROGRESS_LOG)
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(NOTEBOOK_DIR / name),
-                str(out_nb),
-                parameters={} if name in STANDALONE else params,
-                kernel_name="python3",
-                cwd=str(PROJECT_ROOT),
-                progress_bar=False,
-                log_output=False,
-            )
+            with ProgressRelay(run_dir / PROGRESS_LOG):  # step, loss, ETA while the kernel works
+                papermill.execute_notebook(
+                    str(NOTEBOOK_DIR / name),
+                    str(out_nb),
+                    parameters={} if name in STANDALONE else params,
+                    kernel_name="python3",
+                    cwd=str(PROJECT_ROOT),
+                    progress_bar=False,
+                    log_output=False,
+                    extra_arguments=KERNEL_ARGS,
+                )
         except papermill.PapermillExecutionError as err:
             log.error(
                 "notebook %s failed in cell %s: %s: %s\nPartially executed notebook: %s",

@@ -359,9 +359,11 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
     workers = {"num_workers": cfg.num_workers}
     enc = cache.images(model, bench.id_test, preprocessing=bench.preprocessing, **opts, **workers)
     prompts = [cfg.test_prompt.format(c) for c in bench.classnames]
-    id_texts = cache.texts(model, tokenizer, prompts, **opts)
-    neg_texts = cache.texts(model, tokenizer, negative_prompts(cfg), **opts)
-    csp_texts = cache.texts(model, tokenizer, prompts_of(csp_labels(cfg)), **opts)
+    id_texts = cache.texts(model, tokenizer, prompts, **opts, desc="embedding ID prompts")
+    neg_texts = cache.texts(model, tokenizer, negative_prompts(cfg), **opts,
+                            desc="embedding negative labels")  # fmt: skip
+    csp_texts = cache.texts(model, tokenizer, prompts_of(csp_labels(cfg)), **opts,
+                            desc="embedding CSP labels")  # fmt: skip
     bad, ood = {"id_test": len(enc.bad_paths)}, {}
     for name, data in bench.ood.items():
         got = cache.images(model, data, preprocessing=bench.preprocessing, **opts, **workers)
