@@ -158,6 +158,7 @@ def build_run_summary(cfg: RunConfig, *, write: bool = True) -> dict[str, Any]:
         fpr_estimator=score_settings(cfg).fpr95_estimator, id_sets=id_set_labels(cfg),
     )  # fmt: skip
     validate_summary(summary)
+    summary["model"] = cfg.model
     summary["fingerprints"] = fingerprints(cfg)
     if write:
         write_json(Path(cfg.run_dir) / "summary.json", summary)

@@ -282,6 +282,7 @@ def _with_attrs(df: pd.DataFrame, summary: Mapping[str, Any], unit: str) -> pd.D
         fpr95_estimator=fpr95_estimator(convention, summary.get("fpr95_estimator")),
         aupr_estimator=summary.get("aupr_estimator", "trapezoid"),
         profile=summary.get("profile"),
+        model=summary.get("model"),
         notes=[f"Our values: {unit}, {spread}."],
     )
     return df
@@ -376,7 +377,10 @@ def paper_beside(
     columns = ["source", *ours.columns, *[c for c in theirs.columns if c not in ours.columns]]
     if ours_label is None:
         paper_run = ours.attrs.get("profile") == "paper"
+        model = ours.attrs.get("model")
         ours_label = OURS_PAPER_PROFILE_LABEL if paper_run else OURS_LABEL
+        if paper_run and model and model != "ViT-B-16":  # say which model made our numbers
+            ours_label = f"ours (ImageNet-1k, {model})"
     blocks = [ours.assign(source=ours_label), theirs.assign(source=PAPER_LABEL)]
     df = pd.concat(blocks, ignore_index=True)[columns].fillna(MISSING)
     reference = f"Reference block: {PAPER_TABLES.get(table_name, table_name)}; {PAPER_SOURCE}."
