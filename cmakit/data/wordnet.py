@@ -25,7 +25,13 @@ from pathlib import Path
 
 from cmakit.common.io import atomic_path, cache_root, fingerprint
 
-__all__ = ["POS_PRIORITY", "WORDNET_INSTALL_HINT", "cache_dir", "wordnet_candidates"]
+__all__ = [
+    "POS_PRIORITY",
+    "WORDNET_INSTALL_HINT",
+    "cache_dir",
+    "wordnet_candidates",
+    "wordnet_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,15 @@ def _wordnet_root() -> tuple[Path, str]:
     if (DEBIAN_WORDNET_DIR / "index.noun").is_file():
         return _debian_copy(DEBIAN_WORDNET_DIR, cache_dir()), f"wordnet-base {DEBIAN_WORDNET_DIR}"
     raise LookupError(WORDNET_INSTALL_HINT)
+
+
+def wordnet_source() -> str:
+    """Where WordNet will be read from (nltk data or Debian's wordnet-base).
+
+    Raises:
+        LookupError: WordNet is not installed; the message says how to install it.
+    """
+    return _wordnet_root()[1]
 
 
 def _open_reader(root: Path):

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from cmakit.common.io import atomic_path, cache_root, fingerprint, read_json, write_json
+from cmakit.models.transforms import paper_transform_key
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -159,5 +160,5 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
         ood=ood,
         groups=ood_groups(cfg),
         candidates=None,
-        preprocessing="resize224-bicubic-centercrop-openai-norm",
+        preprocessing=paper_transform_key(224),
     )
