@@ -448,3 +448,30 @@ def test_8_expected_errors_are_one_message_bugs_keep_tracebacks(subset_tree, tmp
     assert f"imagenet root {tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):  # --debug: the traceback, for a bug report
         cli.main(["--debug", *argv])
+
+
+# ----------------------------------------------------------------- installing beside a torch
+def test_install_declares_ranges_and_the_lock_pins_a_tested_set_inside_them():
+    from packaging.requirements import Requirement  # installed with pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    reqs = [
+        Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]
+    ]
+    lock = {}
+    for line in (root / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            lock[name.lower().replace("_", "-")] = version
+    for req in reqs:
+        ops = {s.operator for s in req.specifier}
+        assert ops == {">=", "<"}, f"{req}: give a range (oldest tested, next major), not a pin"
+        pinned = lock.get(req.name.lower().replace("_", "-"))
+        assert pinned and req.specifier.contains(pinned), f"{req}: lock has {pinned}"
+    setup = (root / "scripts" / "setup.sh").read_text()
+    assert '-c "$CMAKIT_ROOT/requirements.lock"' in setup
+    assert '"$CMAKIT_ROOT/pyproject.toml" "$CMAKIT_ROOT/requirements.lock" | sha256sum' in setup
+    assert "-c requirements.lock" in (root / "environment.yml").read_text()
