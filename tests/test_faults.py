@@ -337,7 +337,7 @@ def test_5_killed_kernel_says_where_and_how_to_resume(tmp_path, monkeypatch, cap
         "notebook 03_embed.ipynb stopped: its kernel died (killed by the system, most often for "
         f"lack of memory, or crashed). Partially executed notebook: {out / 'notebooks'}"
         f"/03_embed.ipynb. Resume with: bash run_all.sh --profile smoke --out {out} --only 03 "
-        "--set 'lam=0.2'"
+        "--set lam=0.2"
     )
     assert (out / "notebooks" / "03_embed.ipynb").is_file()
 

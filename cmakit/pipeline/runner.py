@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -206,10 +207,11 @@ def interrupted_message(cfg: RunConfig, name: str, names: list[str], what: str) 
     are reused, so nothing done is redone)."""
     partial = Path(cfg.run_dir) / "notebooks" / name
     rest = [n.split("_")[0] for n in names[names.index(name) :]]
-    resume = f"bash run_all.sh --profile {cfg.profile} --out {cfg.run_dir} --only {' '.join(rest)}"
-    overrides = {k: v for k, v in profile_overrides(cfg).items() if k != "run_dir"}
-    if overrides:
-        resume += "".join(f" --set '{k}={json.dumps(v)}'" for k, v in overrides.items())
+    resume = f"bash run_all.sh --profile {cfg.profile} --out {shlex.quote(cfg.run_dir)} --only "
+    resume += " ".join(rest)
+    for key, value in profile_overrides(cfg).items():
+        if key != "run_dir":
+            resume += f" --set {shlex.quote(f'{key}={json.dumps(value)}')}"
     return (f"notebook {name} stopped: {what}. Partially executed notebook: {partial}. "
             f"Resume with: {resume}")  # fmt: skip
 
