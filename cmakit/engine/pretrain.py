@@ -190,12 +190,13 @@ def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> d
     }
 
 
-def _load_cached(model: torch.nn.Module, weights: Path, info_path: Path) -> torch.nn.Module:
+def _load_cached(model: torch.nn.Module, tokenizer, weights: Path, info_path: Path):
+    """``(model, tokenizer, info)`` of a finished pretraining, read from the cache."""
     from cmakit.models.weights import load_model_weights
 
     load_model_weights(model, weights)
     log.info("loaded pretrained weights from %s", weights)
-    return model.eval()
+    return model.eval(), tokenizer, {**read_json(info_path), "cached": True}
 
 
 def pretrain_key(world_cfg: WorldConfig, pretrain_cfg: PretrainConfig) -> str:
@@ -243,13 +244,11 @@ def pretrain_clip(
     weights, info_path = folder / "model.pt", folder / "info.json"
     model, tokenizer = _new_model(pretrain_cfg)
     work = folder.parent / f".work-{folder.name}"  # one per cache key: a rerun resumes it
-    with _work_lock(work):  # a concurrent run of the same key waits, then loads its result
+    if weights.is_file() and info_path.is_file():
+        return _load_cached(model, tokenizer, weights, info_path)
+    with _work_lock(work) as lock:  # a concurrent run of the same key waits, then loads
         if weights.is_file() and info_path.is_file():
-            return (
-                _load_cached(model, weights, info_path),
-                tokenizer,
-                {**read_json(info_path), "cached": True},
-            )
+            return _load_cached(model, tokenizer, weights, info_path)
         threads = torch.get_num_threads()
         if pretrain_cfg.threads:
             torch.set_num_threads(pretrain_cfg.threads)
@@ -273,22 +272,25 @@ def pretrain_clip(
         }  # fmt: skip
         write_json(info_path, info)
         shutil.rmtree(work, ignore_errors=True)
+        lock.unlink(missing_ok=True)  # done: later runs load without locking
     return model.cpu().eval(), tokenizer, {**info, "cached": False}
 
 
 @contextlib.contextmanager
 def _work_lock(work: Path):
-    """Hold an exclusive lock on ``<work>.lock`` (POSIX ``flock``; no lock elsewhere)."""
-    work.parent.mkdir(parents=True, exist_ok=True)
+    """Hold an exclusive lock on ``<work>.lock`` (POSIX ``flock``; no lock elsewhere); yields
+    the lock file's path. A run that fails leaves the file (and its work folder) in place."""
+    path = work.parent / f"{work.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # not POSIX
-        yield
+        yield path
         return
-    with open(work.parent / f"{work.name}.lock", "a") as fh:
+    with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
+            yield path
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
