@@ -191,7 +191,10 @@ def test_2_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, caplo
     newest.write_bytes(newest.read_bytes()[:1000])
     resumed = tiny_model(seed=1)
     res = train(resumed, tiny_pairs(64), cfg, out_dir=run, resume=True)
-    assert "skipping unreadable checkpoint" in caplog.text and str(newest) in caplog.text
+    assert (
+        f"skipping an unreadable checkpoint: {newest} is not a readable PyTorch training"
+        in caplog.text
+    )
     assert "resuming from" in caplog.text and "step_00000005.pt" in caplog.text
     assert res.final_step == 8
     for a, b in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):

@@ -122,7 +122,7 @@ def newest_readable(found: list[Path], *, move_aside: bool) -> tuple[Path, dict[
             ckpt = load_checkpoint(path)
         except (ValueError, FileNotFoundError) as err:
             problems.append(str(err))
-            log.warning("skipping unreadable checkpoint %s: %s", path, err)
+            log.warning("skipping an unreadable checkpoint: %s", err)
             if move_aside and path.is_file():
                 path.rename(path.with_name(path.name + ".unreadable"))
             continue

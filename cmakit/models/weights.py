@@ -147,8 +147,7 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "file") -> Any:
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, IndexError...
         raise ValueError(
             f"{path} is not a readable PyTorch {what}: {_describe_unreadable(path)} "
-            f"(torch.load: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
-            "Copy the file again or point to another one."
+            f"(torch.load raised {type(err).__name__}). Copy the file again or point to another one."
         ) from err
 
 

@@ -206,9 +206,10 @@ def interrupted_message(cfg: RunConfig, name: str, names: list[str], what: str) 
     notebook is, and the command that resumes it (finished products and training checkpoints
     are reused, so nothing done is redone)."""
     partial = Path(cfg.run_dir) / "notebooks" / name
-    rest = [n.split("_")[0] for n in names[names.index(name) :]]
-    resume = f"bash run_all.sh --profile {cfg.profile} --out {shlex.quote(cfg.run_dir)} --only "
-    resume += " ".join(rest)
+    rest = names[names.index(name) :]
+    resume = f"bash run_all.sh --profile {cfg.profile} --out {shlex.quote(cfg.run_dir)}"
+    if rest != notebooks_to_run(cfg, None):
+        resume += " --only " + " ".join(n.split("_")[0] for n in rest)
     for key, value in profile_overrides(cfg).items():
         if key != "run_dir":
             resume += f" --set {shlex.quote(f'{key}={json.dumps(value)}')}"
