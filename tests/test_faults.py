@@ -156,6 +156,17 @@ def test_1_dry_run_checks_wordnet(paper_tree, tmp_path, caplog, monkeypatch):
     assert "WordNet (negative-label mining): WordNet 3.0 was not found" in caplog.text
 
 
+def test_1_embedding_a_set_without_readable_images_names_the_set(tmp_path):
+    from cmakit.data.paper import ImageFiles
+    from cmakit.engine.embed import encode_images
+
+    gone = str(tmp_path / "images_largescale" / "ninco" / "a.png")
+    data = ImageFiles([(gone, -1)], name="openood-ninco")
+    with pytest.raises(ValueError, match=r"No readable image to encode in image set "
+                       r"'openood-ninco': all 1 images are unreadable, e\.g\. \['/"):  # fmt: skip
+        encode_images(tiny_model(), data, num_workers=0, device="cpu", progress=False)
+
+
 # ----------------------------------------------------------------- 2. unreadable checkpoints
 def _text_and_truncated(tmp_path: Path) -> tuple[Path, Path]:
     text = tmp_path / "text.pt"
@@ -187,7 +198,7 @@ def test_2_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, caplo
     for ckpt in list_checkpoints(run / "checkpoints")[5:]:
         ckpt.unlink()
     (run / "model.pt").unlink()
-    newest = list_checkpoints(run / "checkpoints")[-1]  # step 6, cut short by a dying job
+    newest = list_checkpoints(run / "checkpoints")[-1]  # step 5, cut short by a dying job
     newest.write_bytes(newest.read_bytes()[:1000])
     resumed = tiny_model(seed=1)
     res = train(resumed, tiny_pairs(64), cfg, out_dir=run, resume=True)
@@ -195,7 +206,9 @@ def test_2_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, caplo
         f"skipping an unreadable checkpoint: {newest} is not a readable PyTorch training"
         in caplog.text
     )
-    assert "resuming from" in caplog.text and "step_00000005.pt" in caplog.text
+    older = run / "checkpoints" / "step_00000004.pt"
+    assert f"resuming from {older}, the newest checkpoint that loads" in caplog.text
+    assert newest.with_name(newest.name + ".unreadable").is_file()
     assert res.final_step == 8
     for a, b in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
