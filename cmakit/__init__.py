@@ -30,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "list_scores": "cmakit.core.scores",
     # negative labels
     "wordnet_candidates": "cmakit.data.wordnet",
+    "csp_pool": "cmakit.data.csp",
+    "read_negative_labels": "cmakit.engine.negatives",
     "mine_negative_labels": "cmakit.core.mining",
     # metrics
     "fpr_at_95_tpr": "cmakit.core.metrics",

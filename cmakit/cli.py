@@ -64,7 +64,9 @@ class EmbedRun:
         id_set: ID images, "imagenet-val".
         ood_sets: Comma-separated OoD sets, e.g. "mos-iNaturalist,openood-ninco".
         id_prompt: ID prompt template for scoring ("The nice {}").
-        negatives: Negative-label TSV; mined with this model when the file does not exist.
+        negatives: Negative-label TSV, mined with this model when the file does not exist; or
+            a fixed list of prompts used verbatim (the authors' ``neg_label_10000.npy``, a
+            ``.txt`` with one prompt per line).
         batch_size, num_workers, device: Encoding settings.
         classnames: Class-name file for an ID set that is not ImageNet-1k or a subset of it
             named by WordNet ids: one name per line in sorted-folder order, or folder<TAB>name.

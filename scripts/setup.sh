@@ -1,6 +1,6 @@
 # Sourced by run_all.sh and run_tests.sh: create or reuse the virtual environment, install
-# cmakit with the tested dependency versions (requirements.lock), and make sure WordNet is readable. Idempotent: a second
-# run only checks a stamp and returns in a second or two.
+# cmakit with the tested dependency versions (requirements.lock), and make sure WordNet is
+# readable. Idempotent: a second run only checks a stamp and returns in a second or two.
 #
 # Variables: CMAKIT_VENV (default: .venv in the project), CMAKIT_PYTHON (interpreter used to
 # create the venv; default: python3).
@@ -50,6 +50,21 @@ if ! "$PY" -c 'import nltk; nltk.data.find("corpora/wordnet")' >/dev/null 2>&1 \
         log "  sudo apt-get install wordnet-base"
         log "  $PY -m nltk.downloader wordnet"
         exit 1
+    fi
+fi
+
+# Headless Chromium for the embedding explorer's browser test (tests/test_explorer.py skips
+# with the reason when none is found): Debian's package, only as root and only when missing.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && ! command -v google-chrome >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+        log "installing Chromium for the explorer's browser test (Debian package chromium)"
+        if ! { apt-get update -qq >/dev/null \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+            log "could not install Chromium; the browser test will be skipped"
+        fi
+    else
+        log "no Chromium found; the explorer's browser test will be skipped (sudo apt-get install chromium)"
     fi
 fi
 

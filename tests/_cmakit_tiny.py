@@ -50,3 +50,56 @@ def tiny_pairs(n: int = 64, seed: int = 0) -> torch.utils.data.TensorDataset:
     tokens = torch.randint(1, 60, (n, 8), generator=g)
     tokens[:, -1] = 63  # argmax pooling picks the highest id as end-of-text
     return torch.utils.data.TensorDataset(images, tokens)
+
+
+class AugmentedPairs(torch.utils.data.Dataset):
+    """Map-style pairs whose images get a random resized crop and flip (torch's global RNG),
+    as the paper's train transform does: [3, 24, 24] -> [3, 16, 16]."""
+
+    def __init__(self, n: int = 64, seed: int = 0) -> None:
+        import torchvision.transforms as T
+
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(n, 3, 24, 24, generator=g)
+        self.tokens = torch.randint(1, 60, (n, 8), generator=g)
+        self.tokens[:, -1] = 63
+        self.crop = T.RandomResizedCrop(16, scale=(0.5, 1.0), antialias=True)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        image = self.crop(self.images[i])
+        return (image.flip(-1) if torch.rand(()) < 0.5 else image), self.tokens[i]
+
+
+def first_step_gradients(data, params: dict) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Loss terms and ``dL/dθ`` (all ranks reduced) of the trainer's first optimizer step on
+    ``tiny_model()``, in this process's world (one process, or a torchrun worker)."""
+    from cmakit.engine import trainer
+    from cmakit.engine.batching import iter_micro_batches
+    from cmakit.engine.distributed import init_distributed
+
+    cfg = trainer.TrainConfig(**params)
+    info = init_distributed("cpu")
+    plan = trainer._plan(data, cfg, info)
+    model = tiny_model()
+    net = torch.nn.parallel.DistributedDataParallel(model) if info.world_size > 1 else model
+    stepper = trainer._Stepper(net, model, cfg, "cpu", 1, plan.grad_accum_steps)
+    it = iter_micro_batches(data, plan, 0)
+    batches = [next(it)[:2] for _ in range(plan.grad_accum_steps)]
+    terms = stepper.backward(batches)
+    return terms, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def weight_diff(name: str, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |a - b| between two trained weights, leaving out attention key biases.
+
+    Softmax ignores a shift shared by all keys, so the key bias has an identically zero
+    gradient; Adam divides its round-off noise by sqrt(v) + eps and turns it into ±lr steps
+    that differ between any two summation orders. Query and value biases are compared.
+    """
+    if name.endswith("in_proj_bias"):
+        w = a.shape[0] // 3
+        a, b = torch.cat([a[:w], a[2 * w :]]), torch.cat([b[:w], b[2 * w :]])
+    return (a - b).abs().max().item()

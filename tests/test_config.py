@@ -59,6 +59,8 @@ def test_resolve_takes_profile_then_explicit_values():
     changed = resolve({"profile": "smoke", "lam": 0.5, "seeds": [3, 4], "world": None})
     assert changed.lam == 0.5 and changed.seeds == [3, 4] and changed.world == "smoke"
     assert resolve().profile == "cpu"
+    assert smoke.neg_pool == "all" and smoke.negative_labels == ""
+    assert resolve({"profile": "paper"}).neg_pool == "neglabel"  # NegLabel's own files
 
 
 def test_resolve_paper_roots_from_environment(monkeypatch):
@@ -76,6 +78,7 @@ def test_resolve_paper_roots_from_environment(monkeypatch):
         ({"lam": -1.0}, "lam=-1.0 must be in \\[0, 1\\]"),
         ({"neg_fraction": 0.0}, "neg_fraction=0.0 must be in"),
         ({"convention": "ood"}, "convention='ood' is not known"),
+        ({"neg_pool": "wordnet"}, "neg_pool='wordnet' is not known; choose one of"),
         ({"seeds": [0], "ablation_seeds": 2}, "ablation_seeds=2 must be between 1 and len"),
     ],
 )

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo, torchrun) make the same update as one process on the same global batch."""
+"""N CPU processes (gloo, torchrun) make the same update as one process on the same global batch,
+with or without accumulation, with shares that need not be equal, and with random crops."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _cmakit_tiny import tiny_model, tiny_pairs
+from _cmakit_tiny import AugmentedPairs, first_step_gradients, tiny_model, tiny_pairs, weight_diff
 
 from cmakit.engine.distributed import gather_with_grad, get_world_size, init_distributed
 from cmakit.engine.embed import EmbeddingCache
@@ -26,26 +27,19 @@ PARAMS = {
 }  # fmt: skip
 
 
-def _torchrun(out_dir: Path, params: dict, mode: str = "train") -> None:
+def _torchrun(out_dir: Path, params: dict, mode: str = "train", nproc: int = 2) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+    ]
     cmd += [str(HERE / "_ddp_worker.py"), str(out_dir), json.dumps(params), mode]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-
-
-def _diff(name: str, a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest |a - b|, leaving out attention key biases.
-
-    Softmax ignores a shift shared by all keys, so the key bias has an identically zero
-    gradient; Adam divides its round-off noise by sqrt(v) + eps and turns it into ±lr steps
-    that differ between any two summation orders. Query and value biases are compared.
-    """
-    if name.endswith("in_proj_bias"):
-        w = a.shape[0] // 3
-        a, b = torch.cat([a[:w], a[2 * w :]]), torch.cat([b[:w], b[2 * w :]])
-    return (a - b).abs().max().item()
 
 
 @pytest.mark.slow
@@ -57,13 +51,44 @@ def test_two_processes_equal_one_process(tmp_path, accum):
     _torchrun(tmp_path / "two", params)
     two = read_weights(tmp_path / "two" / "model.pt").state_dict
     assert two.keys() == single.state_dict().keys()
-    worst = max(_diff(k, two[k], v) for k, v in single.state_dict().items())
+    worst = max(weight_diff(k, two[k], v) for k, v in single.state_dict().items())
     start = tiny_model().state_dict()
     moved = max((start[k] - v).abs().max().item() for k, v in single.state_dict().items())
     assert moved > 1e-3  # the weights did change
     assert worst < 1e-5, f"largest difference {worst}"
     history = (tmp_path / "two" / "history.jsonl").read_text().splitlines()
     assert len(history) == 8  # only rank 0 writes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("nproc", "accum"), [(2, 2), (3, 1), (3, 2)])
+def test_gradients_of_any_split_equal_one_large_batch(tmp_path, nproc, accum):
+    """B = 16 on 3 processes: shares 6, 5, 5, micro-batches of 3 and 2; the loss is global."""
+    whole_terms, whole = first_step_gradients(tiny_pairs(64), PARAMS)
+    _torchrun(tmp_path, {**PARAMS, "grad_accum_steps": accum}, mode="grads", nproc=nproc)
+    got = torch.load(tmp_path / "grads.pt", weights_only=True)
+    loss = max(abs(whole_terms[k] - got["terms"][k]) for k in whole_terms)
+    grad = max(
+        ((whole[k] - got["grads"][k]).abs().max() / whole[k].abs().max().clamp(min=1)).item()
+        for k in whole
+    )
+    assert loss < 1e-6 and grad < 1e-6, f"max |loss diff| {loss:.2e}, relative grad {grad:.2e}"
+
+
+@pytest.mark.slow
+def test_random_crops_do_not_depend_on_the_number_of_processes(tmp_path):
+    """Each item's crop is seeded by (seed, epoch, index): 1 and 2 processes train alike."""
+    single = tiny_model()
+    train(single, AugmentedPairs(64), TrainConfig(**PARAMS), out_dir=tmp_path / "one")
+    _torchrun(tmp_path / "two", {**PARAMS, "grad_accum_steps": 2, "augmented": True})
+    rows = [
+        [json.loads(line) for line in (tmp_path / run / "history.jsonl").open()]
+        for run in ("one", "two")
+    ]
+    assert abs(rows[0][0]["loss"] - rows[1][0]["loss"]) < 2e-6  # history rounds to 1e-6
+    two = read_weights(tmp_path / "two" / "model.pt").state_dict
+    worst = max(weight_diff(k, two[k], v) for k, v in single.state_dict().items())
+    assert worst < 1e-5, f"largest difference {worst}"
 
 
 @pytest.mark.slow

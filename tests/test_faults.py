@@ -48,11 +48,12 @@ def paper_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     for split in ("train", "val"):
         for k in range(1000):
-            _png(root / "imagenet" / split / f"n{k:08d}" / "a.png", k)
+            _png(root / "imagenet" / split / f"n{k:08d}" / f"{k}.png", k)  # unique, as ImageNet's
     for name in MOS_SETS:
         _png(root / "mos" / name / "a.png")
     lists = root / "openood" / "benchmark_imglist" / "imagenet"
     lists.mkdir(parents=True)
+    (lists / "test_imagenet.txt").write_text("imagenet_1k/val/3.png 3\nimagenet_1k/val/7.png 7\n")
     for name in OPENOOD:
         (lists / f"test_{name}.txt").write_text(f"{name}/a.png -1\n")
         folder = "images_classic" if name == "textures" else "images_largescale"
@@ -112,6 +113,7 @@ def test_1_paper_dry_run_passes_on_a_complete_tree(paper_tree, tmp_path, caplog)
     caplog.set_level(logging.INFO)
     assert runner.main(_paper_argv(paper_tree, tmp_path / "run")) == 0, caplog.text
     assert "dry run: configuration and inputs are valid" in caplog.text
+    assert "negative labels: mined from WordNet pool 'neglabel'" in caplog.text
     assert not (tmp_path / "run").exists()  # a dry run creates nothing
 
 
@@ -136,7 +138,7 @@ def test_1_dry_run_checks_every_image_set(paper_tree, tmp_path, caplog):
     (lists / "test_ninco.txt").write_text("ninco/a.png -1\nninco/gone.png -1\n")
     shutil.rmtree(tree / "openood" / "images_classic")
     shutil.rmtree(tree / "imagenet" / "val" / "n00000007")
-    (tree / "imagenet" / "val" / "n00000007").mkdir()
+    (tree / "imagenet" / "val" / "n00000007").mkdir()  # ImageNet val: an empty class folder
     assert runner.main(_paper_argv(tree, tmp_path / "run")) == 2
     text = caplog.text
     gone = tree / "openood" / "images_largescale" / "ninco" / "gone.png"

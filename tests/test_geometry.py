@@ -18,6 +18,7 @@ from cmakit.core.geometry import (
     joint_pca,
     mean_cosines,
     modality_gap,
+    pca_axes,
     uniformity,
     uniformity_family,
 )
@@ -121,6 +122,17 @@ def test_joint_pca_matches_sklearn_and_fixes_signs():
     np.testing.assert_allclose(qa, -pa, atol=1e-10)
     (ra,), _ = joint_pca(torch.from_numpy(a), n_components=1)
     assert ra.shape == (30, 1) and isinstance(ra, np.ndarray)
+
+
+def test_pca_axes_are_the_axes_joint_pca_projects_on():
+    a, b = _unit(30, 6, 12, shift=2), _unit(20, 6, 13, shift=-2)
+    mean, axes, ratio = pca_axes(a, b, n_components=2)
+    (pa, pb), ratio_ref = joint_pca(a, b, n_components=2)
+    np.testing.assert_allclose((a - mean) @ axes.T, pa, atol=1e-12)
+    np.testing.assert_allclose(ratio, ratio_ref, rtol=1e-12)
+    np.testing.assert_allclose(axes @ axes.T, np.eye(2), atol=1e-12)
+    with pytest.raises(ValueError, match="n_components must be in"):
+        pca_axes(a, n_components=7)
 
 
 def test_gap_shift_identity_closure_and_type():

@@ -59,7 +59,8 @@ def test_resolve_keep_rules_and_neglabel_defaults():
     assert resolve_keep(0.001, 10) == 1  # at least one
     assert resolve_keep(1.0, 10) == 10 and resolve_keep(10, 10) == 10
     assert DEFAULT_KEEP == 0.15
-    assert NEGLABEL_PROMPTS == {"noun": "The nice {}", "adj": "This is a {} photo"}
+    assert NEGLABEL_PROMPTS == {"noun": "The nice {}", "adj": "This is a {} photo",
+                                "csp": "a nice photo of {}"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

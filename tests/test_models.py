@@ -7,7 +7,12 @@ import pytest
 import torch
 from _cmakit_tiny import TINY_NAME, register_tiny, tiny_model
 
-from cmakit.models.factory import load_clip, register_model_configs, uses_quick_gelu
+from cmakit.models.factory import (
+    load_clip,
+    model_image_size,
+    register_model_configs,
+    uses_quick_gelu,
+)
 from cmakit.models.weights import read_weights, save_model
 
 torch.set_num_threads(2)
@@ -32,6 +37,13 @@ def _features(model):
 def test_cmakit_tiny_configs_are_registered():
     names = register_model_configs()
     assert set(names) <= set(open_clip.list_models())
+
+
+def test_image_size_comes_from_the_model_config():
+    assert model_image_size("ViT-B-16") == 224 and model_image_size("cmakit-micro") == 16
+    assert model_image_size("ViT-L-14-336") == 336
+    with pytest.raises(ValueError, match="Unknown open_clip architecture"):
+        model_image_size("ViT-B-61")
 
 
 def test_openai_state_dict_turns_quick_gelu_on(tmp_path):

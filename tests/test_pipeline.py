@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 
 import pytest
@@ -60,13 +61,20 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert summary["profile"] == "smoke" and summary["convention"] == "id_positive"
     assert set(summary["methods"]) == {"zero_shot", "flyp", "cma"}
     for method in summary["methods"].values():
-        assert {"mcm", "neglabel", "neglabel_grouped", "msp", "energy"} <= set(method["ood"])
+        assert {"mcm", "neglabel", "neglabel_grouped", "csp", "msp", "energy"} <= set(method["ood"])
         assert {"near_mean", "far_mean"} <= set(method["ood"]["neglabel"])
         assert "auroc_per_seed" in method["ood"]["neglabel"]["far_mean"]
     for path, value in _leaves(summary):
         if isinstance(value, float):
             assert math.isfinite(value), path
     assert [row["lam"] for row in summary["ablation"]] == [0.0, 0.1]
+    # what must hold in any correct run: CMA (lam > 0) closes the gap that FLYP keeps, and the
+    # ablation's gap falls as lambda grows
+    gaps = {m: summary["methods"][m]["modality_gap"] for m in ("flyp", "cma")}
+    assert gaps["cma"] < gaps["flyp"], gaps
+    ablation_gaps = [row["modality_gap"] for row in summary["ablation"]]
+    assert ablation_gaps == sorted(ablation_gaps, reverse=True), ablation_gaps
+    assert summary["fingerprints"]["metrics"]["cma-seed0"]
     assert summary["timings"]["notebooks_s"]["total"] > 0
     for name, _ in runner.NOTEBOOKS:
         executed = json.loads((out / "notebooks" / name).read_text())
@@ -76,6 +84,9 @@ def test_smoke_profile_end_to_end(tmp_path):
         assert (out / "figures" / f"{stem}.pdf").is_file(), stem
     for ext in ("csv", "md", "tex"):
         assert (out / "tables" / f"benchmark_neglabel.{ext}").is_file()
+        assert (out / "tables" / f"benchmark_csp_vs_neglabel.{ext}").is_file()
+    assert len(list((out / "negatives").glob("csp-*.tsv"))) == 1
+    assert (out / "figures" / "explorer.html").stat().st_size > 100_000
     config = read_json(out / "config.json")
     assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
     assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2
@@ -86,12 +97,53 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert runner.main([*argv, "--only", "06"]) == 0
     assert [p.stat().st_mtime_ns for p in points] == stamps
 
+    # a changed metric convention re-scores every model without re-embedding any
+    embedded = {p: p.stat().st_mtime_ns for p in (out / "embeddings").glob("*.npz")}
+    assert runner.main([*argv, "--only", "07", "--set", "convention=ood_positive"]) == 0
+    rescored = read_json(out / "summary.json")
+    assert rescored["convention"] == "ood_positive"
+    assert {p: p.stat().st_mtime_ns for p in (out / "embeddings").glob("*.npz")} == embedded
+    far = ("methods", "zero_shot", "ood", "neglabel", "far_mean", "fpr95")
+    old, new = summary, rescored
+    for key in far:
+        old, new = old[key], new[key]
+    assert old != new
+    assert "ood_positive" in (out / "tables" / "benchmark_neglabel.md").read_text()
+    assert runner.main(argv) == 0  # back to the first configuration: everything is reused
+    assert {p: p.stat().st_mtime_ns for p in (out / "embeddings").glob("*.npz")} == embedded
+
     from cmakit.pipeline.publish import publish
 
     page = publish(out, tmp_path / "docs")
     text = page.read_text()
     assert "| zero_shot |" in text and "| cma |" in text and "NegLabel far AUROC" in text
+    assert "CSP far AUROC" in text and "| CMA_CSP |" in text
     assert (tmp_path / "docs" / "assets" / "pca_panels.png").stat().st_size > 1000
+
+
+def test_help_config_lists_every_field_with_its_meaning(capsys):
+    from cmakit.pipeline.config import RunConfig
+
+    assert runner.main(["--help-config"]) == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(RunConfig):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{field.name} ("))
+        assert not line.endswith(": -"), f"{field.name} has no meaning in RunConfig"
+    assert "smoke='cmakit-micro'" in text and "paper=0.001" in text
+
+
+def test_runner_names_the_fields_that_changed_since_the_last_run(tmp_path, caplog):
+    from cmakit.common.io import write_json
+    from cmakit.pipeline.config import config_to_dict, resolve
+
+    cfg = resolve({"profile": "smoke", "run_dir": str(tmp_path)})
+    write_json(tmp_path / "config.json", {"config": config_to_dict(cfg)})
+    caplog.set_level(logging.INFO)
+    new = resolve({**config_to_dict(cfg), "lam": 0.5, "convention": "ood_positive"})
+    changes = runner.report_config_change(tmp_path / "config.json", new)
+    assert set(changes) == {"lam", "convention"}
+    assert "lam: 0.1 -> 0.5 (selects the CMA model" in caplog.text
+    assert "convention: 'id_positive' -> 'ood_positive' (recomputes metrics" in caplog.text
 
 
 def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):
@@ -136,3 +188,57 @@ def test_multi_gpu_fine_tuning_command_round_trips_through_the_cli(tmp_path):
     assert (run.model, run.pretrained, run.imagenet, run.resume) == (
         "ViT-B-16", "/w/ViT-B-16.pt", "/d/in", True,
     )  # fmt: skip
+
+
+def test_ablation_metrics_average_the_sets_and_keep_the_groups():
+    from cmakit.pipeline.steps import ablation_metrics
+
+    ood = {
+        "a": {"fpr95": 0.2, "auroc": 0.9},
+        "b": {"fpr95": 0.4, "auroc": 0.7},
+        "far_mean": {"fpr95": 0.4, "auroc": 0.7},
+    }
+    record = {"id_accuracy": 0.8, "modality_gap": 0.5, "ood": {"mcm": ood, "neglabel": ood}}
+    row = ablation_metrics(record)
+    assert row["neglabel_fpr95"] == pytest.approx(0.3) and row["mcm_auroc"] == pytest.approx(0.8)
+    assert row["neglabel_far_auroc"] == 0.7 and row["id_accuracy"] == 0.8
+    assert set(row) == {"id_accuracy", "modality_gap"} | {
+        f"{s}_{g}{m}" for s in ("mcm", "neglabel") for g in ("", "far_") for m in ("fpr95", "auroc")
+    }
+
+
+def test_cluster_knobs_reach_the_torchrun_command(tmp_path):
+    """Workers, micro-batch and activation checkpointing travel from RunConfig to the CLI."""
+    from cmakit.cli import _take, build_parser
+    from cmakit.engine.trainer import TrainConfig
+    from cmakit.pipeline.config import resolve
+    from cmakit.pipeline.steps import torchrun_command, train_config
+
+    cfg = resolve({"profile": "paper", "pretrained": "/w/ViT-B-16.pt", "num_workers": 3,
+                   "finetune_micro_batch_size": 64, "grad_checkpointing": True})  # fmt: skip
+    tcfg = train_config(cfg, cfg.lam, seed=0)
+    assert (tcfg.num_workers, tcfg.micro_batch_size, tcfg.grad_checkpointing) == (3, 64, True)
+    for checkpointing in (True, False):
+        want = dataclasses.replace(tcfg, grad_checkpointing=checkpointing)
+        cmd = torchrun_command(cfg, want, tmp_path, 3)
+        ns = build_parser().parse_args(cmd[cmd.index("cmakit") + 1 :])
+        assert _take(TrainConfig, ns) == dataclasses.replace(want, progress=False)
+    default = train_config(resolve({"profile": "paper"}), 0.0, seed=0)
+    assert (default.num_workers, default.micro_batch_size, default.grad_checkpointing) == (
+        8, None, False,
+    )  # fmt: skip
+
+
+def test_dry_run_checks_the_batch_split_over_devices():
+    from cmakit.pipeline.checks import check_batch_split
+    from cmakit.pipeline.config import resolve
+
+    cfg = resolve({"profile": "paper", "finetune_micro_batch_size": 64})
+    line = check_batch_split(cfg, processes=3)
+    assert line == ("global batch 512 on 3 process(es): shares [171, 171, 170], "
+                    "3 micro-batch(es) of <= 57 pairs each")  # fmt: skip
+    assert "2 micro-batch(es) of <= 37" in check_batch_split(cfg, processes=7)  # 74 > 64
+    assert "1 micro-batch(es) of <= 64" in check_batch_split(cfg, processes=8)
+    small = resolve({"profile": "paper", "finetune_batch_size": 6})
+    with pytest.raises(ValueError, match=r"finetune_batch_size=6 .* on 8 device\(s\).*too small"):
+        check_batch_split(small, processes=8)

@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from cmakit.report.figures import (
     MODEL_COLORS,
+    OKABE_ITO,
     model_color,
     plot_auroc_bars,
     plot_pca_panels,
@@ -15,6 +16,7 @@ from cmakit.report.figures import (
     save_figure,
 )
 from cmakit.report.figures_sweeps import _pareto_mask, plot_ablation, plot_gap_shift
+from cmakit.report.figures_toy import plot_score_histograms, plot_sphere, plot_toy_curves
 from cmakit.report.summary import OOD_METRICS, build_summary
 
 MODELS = ["zero_shot", "flyp", "cma"]
@@ -49,6 +51,15 @@ def test_model_colours_are_fixed():
     assert model_color("zero_shot") == MODEL_COLORS["zero_shot"]
     assert model_color("cma") != model_color("flyp")
     assert model_color("unknown", 0) not in MODEL_COLORS.values()
+    # colour-blind safe: FLYP and CMA are Okabe-Ito colours, zero-shot a neutral grey
+    assert {model_color("flyp"), model_color("cma")} <= set(OKABE_ITO.values())
+    r, g, b = (int(MODEL_COLORS["zero_shot"][k : k + 2], 16) for k in (1, 3, 5))
+    assert r == g == b
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    return [t.get_text() for leg in [*fig.legends, *(a.get_legend() for a in fig.axes)] if leg
+            for t in leg.get_texts()]  # fmt: skip
 
 
 def test_pca_panels(tmp_path):
@@ -63,7 +74,14 @@ def test_pca_panels(tmp_path):
     fig = plot_pca_panels(proj, explained=[0.4, 0.2])
     assert len(fig.axes) == 3 and fig.axes[0].get_xlim() == fig.axes[2].get_xlim()
     assert fig.axes[1].get_xlabel() == "PC1 (40%)"
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1  # off the data
     _check_saved(fig, tmp_path, "pca")
+    per_set = {m: {"id_images": rng.normal(0, 1, (9, 2)), "ood:near": rng.normal(1, 1, (5, 2)),
+                   "ood:far": rng.normal(2, 1, (5, 2))} for m in MODELS}  # fmt: skip
+    fig = plot_pca_panels(per_set)
+    assert {"OoD: near", "OoD: far"} <= set(_legend_texts(fig))
+    colours = {tuple(c.get_facecolor()[0]) for c in fig.axes[0].collections}
+    assert len(colours) == 3  # every OoD set its own colour
     with pytest.raises(KeyError, match="Unknown PCA layers"):
         plot_pca_panels({"cma": {"images": np.zeros((2, 2))}})
 
@@ -72,6 +90,7 @@ def test_auroc_bars(tmp_path, summary):
     fig = plot_auroc_bars(summary, score="neglabel", ood_sets=[*SETS, "near_mean", "far_mean"])
     ax = fig.axes[0]
     assert len(ax.patches) == 3 * 5
+    assert "chance (50)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert "ID positive" in ax.get_title() and "AUROC" in ax.get_title()
     _check_saved(fig, tmp_path, "auroc")
 
@@ -87,6 +106,8 @@ def test_training_curves(tmp_path):
     assert len(fig.axes) == 4
     assert len(fig.axes[1].lines) == 3  # two contrastive curves, one CMA term (FLYP has none)
     _check_saved(fig, tmp_path, "training")
+    fig = plot_training_curves(hist, reference={"logit_scale": 100.0})
+    assert len(fig.axes[2].lines) == 3 and "zero-shot" in _legend_texts(fig)
 
 
 def test_gap_shift(tmp_path):
@@ -97,8 +118,11 @@ def test_gap_shift(tmp_path):
         for k, m in enumerate(MODELS)
     }  # fmt: skip
     fig = plot_gap_shift(curves)
-    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "NegLabel AUROC (%)"
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "NegLabel AUROC, far-OoD mean"
     _check_saved(fig, tmp_path, "gap_shift")
+    for node in curves.values():
+        node["modality_gap"] = 0.5 * (1 - x)
+    assert len(plot_gap_shift(curves).axes) == 3  # the gap left after re-normalising
 
 
 def test_ablation(tmp_path):
@@ -112,10 +136,53 @@ def test_ablation(tmp_path):
     gap_ax = fig.axes[1]
     assert gap_ax.get_xscale() == "symlog"
     assert [t.get_text() for t in gap_ax.get_xticklabels()][:2] == ["0", "0.001"]
+    assert not fig.axes[0].texts  # λ values are named in the legend, not printed on the points
+    legend = _legend_texts(fig)
+    assert {"λ = 0 (FLYP)", "λ = 0.001", "λ = 0.1", "filled: Pareto-optimal"} <= set(legend)
+    assert "zero-shot" not in legend
     _check_saved(fig, tmp_path, "ablation")
+    zero_shot = {"id_accuracy": 0.6, "fpr95": 0.2, "modality_gap": 0.7}
+    fig = plot_ablation(rows, reference=zero_shot)
+    assert "zero-shot" in _legend_texts(fig)
+    assert [ln.get_ydata()[0] for ln in fig.axes[1].lines if ln.get_linestyle() == "--"] == [0.7]
 
 
 def test_pareto_mask():
     fpr = np.array([30.0, 25.0, 26.0, 40.0, 25.0])
     acc = np.array([80.0, 81.0, 78.0, 70.0, 81.0])
     assert _pareto_mask(fpr, acc).tolist() == [False, True, False, False, True]
+
+
+def test_toy_figures(tmp_path):
+    from cmakit.core.geometry import modality_gap
+    from cmakit.engine.toy import toy_sphere, train_toy
+
+    start = toy_sphere(2, 2, 1, seed=0)
+    trained, history = train_toy(start, lam=0.1, steps=4, record_every=2)
+    fig = plot_sphere({"start": start, "trained": trained})
+    gap = modality_gap(start.images, start.texts)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == f"start\ngap {gap:.2f}"
+    _check_saved(fig, tmp_path, "sphere")
+    fig = plot_toy_curves({"a": history, "b": history})
+    assert len(fig.axes) == 4 and fig.axes[0].get_yscale() == "log"
+    _check_saved(fig, tmp_path, "toy_curves")
+    rng = np.random.default_rng(0)
+    fig = plot_score_histograms({m: {"ID": rng.random(30), "OoD": rng.random(20)} for m in "ab"})
+    assert len(fig.axes) == 2
+    _check_saved(fig, tmp_path, "hist")
+
+
+def test_image_grid(tmp_path):
+    from cmakit.report.figures_scores import plot_image_grid
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 1, (5, 3, 8, 8))  # normalised like the models' inputs
+    fig = plot_image_grid(images, [f"image {k}" for k in range(5)], ncols=3)
+    assert len(fig.axes) == 6 and fig.axes[4].get_title() == "image 4"
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (8, 8, 3) and 0.0 <= shown.min() and shown.max() <= 1.0
+    _check_saved(fig, tmp_path, "images")
+    with pytest.raises(ValueError, match="titles"):
+        plot_image_grid(images, ["one"])
+    with pytest.raises(ValueError, match="images must be"):
+        plot_image_grid(images[:, :2], ["a"] * 5)

@@ -126,10 +126,14 @@ def test_fingerprints_follow_exactly_their_stage_fields():
     for field, value, moved in [
         ("finetune_lr", 5e-4, {"model_key", "embeddings_key", "metrics_key"}),
         ("test_prompt", "a {}", {"embeddings_key", "metrics_key"}),
+        ("neg_pool", "neglabel", {"embeddings_key", "metrics_key"}),
         ("neglabel_groups", 2, {"metrics_key"}),
         ("convention", "ood_positive", {"metrics_key"}),
         ("threads", 1, set()),
         ("device", "cpu", set()),
+        ("num_workers", 3, set()),  # the loss stays the global batch's, whatever the split
+        ("finetune_micro_batch_size", 4, set()),
+        ("grad_checkpointing", True, set()),
     ]:
         new = resolve({**vars(cfg), field: value})
         now = {k: getattr(products, k)(new, 0.1, 0) for k in base}

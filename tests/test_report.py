@@ -257,7 +257,9 @@ def test_paper_beside_keeps_blocks_apart(mos_summary):
     assert list(both["source"]) == [OURS_LABEL] * 3 + [PAPER_LABEL] * len(paper)
     assert list(both.columns[:2]) == ["source", "method"]
     cma = both[(both["source"] == PAPER_LABEL) & (both["method"] == "CMA_NegLabel")].iloc[0]
-    assert cma["average_fpr95"] == "19.93" and cma["id_accuracy"] == "—"
+    # our own layout is not the paper's: its numbers stay in their own paper_* columns
+    assert cma["paper_average_fpr95"] == "19.93" and cma["average_fpr95"] == "—"
+    assert (both.loc[both["source"] == OURS_LABEL, "paper_average_fpr95"] == "—").all()
     assert both.attrs["convention"] == "id_positive"
 
 
@@ -269,8 +271,17 @@ def test_geometry_and_id_accuracy_tables(mos_summary):
     assert ours.iloc[0]["uni_cm"] == "—"  # not in this summary's geometry
     assert ours.iloc[0]["modality_gap"] == "0.810 ± 0.010"
     assert (geo["source"] == PAPER_LABEL).sum() == len(paper_table("table4_geometry"))
-    acc = paper_beside(id_accuracy_table(mos_summary), "table3_id_accuracy")
-    assert acc.loc[acc["method"] == "CMA", "id_accuracy"].tolist() == ["81.00 ± 1.00", "82.64"]
+    assert "paper_align_id" in geo.columns and "paper_uni_all" in geo.columns
+    assert (geo.loc[geo["source"] == PAPER_LABEL, "align_id"] == "—").all()
+    assert any("align_id = mean ||x - t_y||^2" in note for note in geo.attrs["notes"])
+    assert any("different quantity" in note for note in geo.attrs["notes"])
+    acc = paper_beside(id_accuracy_table(mos_summary), "table3_id_accuracy")  # not ImageNet
+    assert acc.loc[acc["method"] == "CMA", "paper_id_accuracy"].tolist() == ["—", "82.64"]
+    paper_run = paper_beside(id_accuracy_table({**mos_summary, "profile": "paper"}),
+                             "table3_id_accuracy")  # fmt: skip
+    assert paper_run.loc[paper_run["method"] == "CMA", "id_accuracy"].tolist() == [
+        "81.00 ± 1.00", "82.64",
+    ]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- writers
@@ -296,6 +307,7 @@ def test_write_table_markdown_latex_csv(tmp_path, openood_summary):
 
     md = paths["md"].read_text()
     assert "ood_positive" in md and "trapezoid" in md and f"*{PAPER_LABEL} (reference)*" in md
+    assert "FPR95 estimator threshold" in md
     ours_md, paper_md = _md_tables(md)
     assert len(ours_md) == 2 + len(ours) and len(paper_md) == 2 + len(
         paper_table("table2_openood_v15")

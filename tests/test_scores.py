@@ -121,7 +121,9 @@ def test_logit_scores_match_direct_formulas():
 
 
 def test_registry_names_inputs_and_defaults():
-    assert list_scores() == ["energy", "max_logit", "mcm", "msp", "neglabel", "neglabel_grouped"]
+    assert list_scores() == [
+        "csp", "energy", "max_logit", "mcm", "msp", "neglabel", "neglabel_grouped"
+    ]  # fmt: skip
     assert score_inputs("mcm") == ("image_emb", "id_text_emb")
     assert score_inputs("energy") == ("logits",)
     image, id_t, neg_t = _unit(5, 8, 20), _unit(3, 8, 21), _unit(250, 8, 22)
@@ -134,7 +136,7 @@ def test_registry_names_inputs_and_defaults():
 def test_registry_refuses_duplicates_and_unknown_names():
     with pytest.raises(ValueError, match="'mcm' is already registered"):
         register_score("mcm")(lambda logits: logits)
-    with pytest.raises(KeyError, match=r"Unknown score 'mls'; choose one of \['energy'"):
+    with pytest.raises(KeyError, match=r"Unknown score 'mls'; choose one of \['csp', 'energy'"):
         get_score("mls")
 
 

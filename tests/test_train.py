@@ -10,7 +10,7 @@ import torch
 from _cmakit_tiny import tiny_model, tiny_pairs
 
 from cmakit.common.config import ConfigError, from_dict
-from cmakit.engine.batching import BadSample, BatchPlan
+from cmakit.engine.batching import BadSample, BatchPlan, accumulation_steps, split_sizes
 from cmakit.engine.trainer import TrainConfig, lr_factor, train
 from cmakit.models.weights import load_model_weights, save_model
 
@@ -31,7 +31,8 @@ def test_defaults_are_the_paper_recipe():
         ("lam", -0.1, "lam"),
         ("lr", 0.0, "lr"),
         ("batch_size", 1, "batch_size"),
-        ("grad_accum_steps", 3, "divisible"),
+        ("grad_accum_steps", 600, "exceeds batch_size"),
+        ("micro_batch_size", 0, "micro_batch_size"),
         ("grad_clip_norm", 0.0, "grad_clip_norm"),
         ("log_every", 0, "log_every"),
     ],
@@ -56,12 +57,24 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
     assert lr_factor(8, 4, 12) == pytest.approx(0.5)
 
 
-def test_batch_plan_same_global_order_for_any_world_size():
-    one = BatchPlan(40, 8, 2, 1, 0, seed=3)
-    two = [BatchPlan(40, 8, 2, 2, r, seed=3) for r in range(2)]
-    singles = list(one.local_slices(1))
-    pairs = zip(*(p.local_slices(1) for p in two), strict=True)
-    assert all(torch.equal(s, torch.cat(p)) for s, p in zip(singles, pairs, strict=True))
+@pytest.mark.parametrize(("world", "accum"), [(1, 1), (1, 3), (2, 2), (3, 2), (5, 1), (7, 2)])
+def test_batch_plan_covers_the_global_batch_in_order_for_any_split(world, accum):
+    plans = [BatchPlan(40, 14, accum, world, r, seed=3) for r in range(world)]
+    order = plans[0].epoch_order(1)
+    per_rank = [list(p.local_slices(1)) for p in plans]
+    for step in range(plans[0].steps_per_epoch):  # rank-order concat = the global batch
+        got = torch.cat([s for rank in per_rank for s in rank[step * accum : (step + 1) * accum]])
+        assert torch.equal(got, order[step * 14 : (step + 1) * 14])
+    sizes = [len(s) for rank in per_rank for s in rank[:accum]]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_batch_plan_rejects_empty_micro_batches_and_picks_accumulation():
+    with pytest.raises(ValueError, match="too small for 3 process"):
+        BatchPlan(40, 8, 3, 3, 0, seed=0)
+    assert accumulation_steps(512, 3, 64) == 3  # shares 171, 171, 170 -> micro-batches <= 57
+    assert accumulation_steps(512, 8, 64) == 1 and accumulation_steps(512, 1, 100) == 6
+    assert split_sizes(512, 3) == [171, 171, 170]
 
 
 def test_train_writes_history_checkpoints_and_model(tmp_path):

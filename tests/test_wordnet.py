@@ -63,3 +63,47 @@ def test_missing_wordnet_says_how_to_install(cache, monkeypatch, tmp_path):
         wordnet_candidates()
     assert "python -m nltk.downloader wordnet" in str(err.value)
     assert str(err.value) == WORDNET_INSTALL_HINT
+
+
+# The pool tests read WordNet once into cmakit's usual cache (not a temporary one): a cold
+# read of every synset through nltk takes a minute on a slow machine.
+
+
+@needs_wordnet
+def test_neglabel_pool_reproduces_neglabel_files():
+    files = wordnet.lexicographer_words()
+    assert len(wordnet.NEGLABEL_FILES) == 27
+    assert "noun.animal" not in wordnet.NEGLABEL_FILES and "noun.food" not in wordnet.NEGLABEL_FILES
+    # one word per synset (its first lemma): counts per file of WordNet 3.0
+    counts = {name: len(files[name]) for name in wordnet.NEGLABEL_FILES}
+    assert counts["noun.Tops"] == 50 and counts["noun.motive"] == 41
+    assert counts["adj.ppl"] == 60 and counts["adj.all"] == 10_994
+    assert sum(v for k, v in counts.items() if k.startswith("noun.")) == 65_941
+    pool = wordnet_candidates("neglabel")
+    assert collections.Counter(pos for _, pos in pool) == {"noun": 58_514, "adj": 12_280}
+    got = dict(pool)
+    assert got["car"] == "noun" and "automobile" not in got  # first lemma of car.n.01 only
+    assert "aardvark" not in got and "pizza" not in got  # noun.animal, noun.food left out
+    assert got["living thing"] == "noun" and got["uric"] == "adj"
+    assert got["red"] == "noun"  # noun.attribute beats adj.all
+    words = [w for w, _ in pool]
+    assert words == sorted(words) and len(set(words)) == len(words)
+    assert all(w == w.lower() and "_" not in w for w in words)
+    assert wordnet_candidates() == wordnet_candidates("all")  # the default is unchanged
+
+
+@needs_wordnet
+def test_csp_pool_leaves_out_its_files_and_conjugates_adjectives():
+    pool = dict(wordnet_candidates("csp"))
+    assert collections.Counter(pool.values()) == {"noun": 47_287, "csp": 10_205}
+    assert pool["car"] == "noun"
+    assert "astronaut" not in pool  # noun.person is excluded by CSP
+    assert "uric" not in pool  # adj.pert too
+    assert not any(w.startswith("uric ") and p == "csp" for w, p in pool.items())
+    assert "abandoned" not in pool  # adjectives appear only conjugated
+    assert pool["abandoned space"] == "csp"
+
+
+def test_unknown_pool_lists_the_choices(cache):
+    with pytest.raises(ValueError, match=r"pool='wordnet'.*'all', 'neglabel', 'csp'"):
+        wordnet_candidates("wordnet")

@@ -14,8 +14,14 @@ OPENAI_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 TRAIN_PROMPT = "a photo of a {}"
 #: Prompt of the ID classes at test time (the CMA code's scoring prompt).
 TEST_PROMPT = "The nice {}"
-#: NegLabel's prompts of negative-label candidates, by part of speech.
-NEGLABEL_PROMPTS: dict[str, str] = {"noun": "The nice {}", "adj": "This is a {} photo"}
+#: Prompts of negative-label candidates, by kind: NegLabel's nouns and adjectives (the CMA code's
+#: prompts), and CSP's conjugated phrases ("striped pattern"; one of the four adjective-phrase
+#: templates of CSP's code, which averages all four).
+NEGLABEL_PROMPTS: dict[str, str] = {
+    "noun": "The nice {}",
+    "adj": "This is a {} photo",
+    "csp": "a nice photo of {}",
+}
 
 #: Metric conventions: the paper's / MOS (ID positive) and OpenOOD v1.5's (OoD positive).
 CONVENTIONS: tuple[str, ...] = ("id_positive", "ood_positive")
@@ -26,3 +32,9 @@ METHODS: tuple[str, ...] = ("zero_shot", "flyp", "cma")
 METHOD_LABELS: dict[str, str] = {"zero_shot": "ZS", "flyp": "FLYP", "cma": "CMA"}
 #: Labels of figures and prose.
 MODEL_LABELS: dict[str, str] = {"zero_shot": "zero-shot", "flyp": "FLYP", "cma": "CMA"}
+
+#: Okabe & Ito's colour-blind-safe palette (Color Universal Design): the colours of every figure.
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
+    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
+}  # fmt: skip

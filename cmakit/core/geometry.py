@@ -27,6 +27,7 @@ __all__ = [
     "joint_pca",
     "mean_cosines",
     "modality_gap",
+    "pca_axes",
     "uniformity",
     "uniformity_family",
 ]
@@ -261,13 +262,34 @@ def joint_pca(*arrays, n_components: int = 2) -> tuple[list[np.ndarray], np.ndar
     Raises:
         ValueError: No arrays, bad arrays, unequal ``D``, or ``n_components`` out of range.
     """
+    mats = _float64_arrays(arrays, "joint_pca")
+    mean, axes, ratio = pca_axes(*mats, n_components=n_components)
+    return [(m - mean) @ axes.T for m in mats], ratio
+
+
+def _float64_arrays(arrays, caller: str) -> list[np.ndarray]:
     if not arrays:
-        raise ValueError("joint_pca needs at least one [N, D] array.")
+        raise ValueError(f"{caller} needs at least one [N, D] array.")
     mats = [check_embeddings(a, f"arrays[{k}]", normalized=False) for k, a in enumerate(arrays)]
     mats = [m.detach().cpu().double().numpy() for m in mats]
     for k, m in enumerate(mats[1:], start=1):
         check_same_dim(mats[0], m, "arrays[0]", f"arrays[{k}]")
-    joint = np.concatenate(mats)
+    return mats
+
+
+def pca_axes(*arrays, n_components: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The principal axes of several ``[N_k, D]`` arrays fitted on their concatenation, so that
+    other arrays can be projected onto the same axes: ``(x - mean) @ axes.T``.
+
+    The axes and their signs are those of :func:`joint_pca` (which projects with them).
+
+    Returns:
+        ``(mean [D], axes [n_components, D], explained_variance_ratio [n_components])``.
+
+    Raises:
+        ValueError: No arrays, bad arrays, unequal ``D``, or ``n_components`` out of range.
+    """
+    joint = np.concatenate(_float64_arrays(arrays, "pca_axes"))
     limit = min(joint.shape)
     if isinstance(n_components, bool) or not isinstance(n_components, int):
         raise ValueError(f"n_components must be an int; got {n_components!r}.")
@@ -280,7 +302,7 @@ def joint_pca(*arrays, n_components: int = 2) -> tuple[list[np.ndarray], np.ndar
     axes = axes * signs[:, None]
     var = sing**2
     ratio = var[:n_components] / var.sum() if var.sum() > 0 else np.zeros(n_components)
-    return [(m - mean) @ axes.T for m in mats], ratio
+    return mean, axes, ratio
 
 
 def gap_axes(image_emb, text_emb, *arrays) -> list[np.ndarray]:

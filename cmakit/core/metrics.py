@@ -4,15 +4,18 @@ All metrics return Python floats that are fractions in ``[0, 1]`` (tables multip
 
 Two FPR@95 conventions exist (PAPER.md §4) and both are implemented:
 
-* ``"id_positive"`` (the paper, MOS, MCM, NegLabel): threshold keeping >= 95% of ID,
-  report the fraction of OoD accepted;
+* ``"id_positive"`` (the paper, MOS, MCM, NegLabel): ID is the positive class; FPR95 is the
+  fraction of OoD accepted at 95% TPR of ID. Its default estimator is the paper's,
+  ``"interp"``: the CMA code's ``np.interp(0.95, tpr, fpr)`` on scikit-learn's ROC points,
+  re-implemented here from that definition (:func:`roc_points`), with its two edge branches.
+  Under tied scores it interpolates (a fractional FPR); when 95% of ID is an exact count it
+  returns the far end of the flat ROC run at TPR = 0.95. ``estimator="threshold"`` keeps the
+  exact empirical threshold rule (the largest threshold keeping >= 95% of ID).
 * ``"ood_positive"`` (OpenOOD v1.5): threshold catching >= 95% of OoD, report the fraction
-  of ID rejected.
-
-Both use the exact empirical threshold: no interpolation along the ROC curve (the CMA code
-interpolates), and no dropped ROC points (OpenOOD calls ``sklearn.metrics.roc_curve`` with its
-default ``drop_intermediate=True``, which can skip the crossing point on an evenly stepped
-diagonal stretch of the curve, i.e. with tied scores, and then report a slightly larger FPR).
+  of ID rejected (estimator ``"threshold"`` only, as OpenOOD's ``compute_all_metrics``). No ROC
+  points are dropped: OpenOOD calls ``sklearn.metrics.roc_curve`` with its default
+  ``drop_intermediate=True``, which can skip the crossing point on an evenly stepped diagonal
+  stretch of the curve (tied scores) and then report a slightly larger FPR.
 """
 
 from __future__ import annotations
@@ -29,50 +32,131 @@ from cmakit.core.checks import check_choice, check_fraction, check_int, check_sc
 __all__ = [
     "CONVENTIONS",
     "ESTIMATORS",
+    "FPR95_ESTIMATORS",
     "add_group_means",
     "aupr_in",
     "aupr_out",
     "auroc",
+    "fpr95_estimator",
     "fpr_at_95_tpr",
     "ood_metrics",
+    "roc_points",
 ]
 
 ESTIMATORS = ("trapezoid", "ap")
+#: FPR@95 estimators: the paper's interpolation on the ROC curve, and the exact threshold rule.
+FPR95_ESTIMATORS = ("interp", "threshold")
 
 
 def _kth_smallest(x: np.ndarray, k: int) -> float:
     return float(np.partition(x, k - 1)[k - 1])
 
 
-def fpr_at_95_tpr(
-    id_scores, ood_scores, *, convention: str = "id_positive", tpr: float = 0.95
-) -> float:
-    """False-positive rate at the threshold reaching a true-positive rate of ``tpr``.
+def fpr95_estimator(convention: str, estimator: str | None = None) -> str:
+    """The FPR@95 estimator used under ``convention``: ``estimator``, or the convention's own.
 
-    ``"id_positive"``: ``t`` = the largest threshold with at least ``tpr`` of ID scores >= t;
-    returns the fraction of OoD scores >= t. ``"ood_positive"``: ``t`` = the smallest
-    threshold with at least ``tpr`` of OoD scores <= t; returns the fraction of ID scores <= t.
+    ``"id_positive"`` defaults to the paper's ``"interp"``; ``"ood_positive"`` has OpenOOD's
+    ``"threshold"`` only.
+
+    Raises:
+        ValueError: Unknown convention or estimator, or ``"interp"`` with ``"ood_positive"``.
+    """
+    check_choice(convention, "convention", CONVENTIONS)
+    if estimator is None:
+        return "interp" if convention == "id_positive" else "threshold"
+    check_choice(estimator, "estimator", FPR95_ESTIMATORS)
+    if convention == "ood_positive" and estimator != "threshold":
+        raise ValueError(
+            f"estimator={estimator!r} is the paper's id_positive estimator; ood_positive "
+            "(OpenOOD v1.5) uses estimator='threshold'."
+        )
+    return estimator
+
+
+def roc_points(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC points ``(fpr, tpr)`` of ``pos`` (positives) vs ``neg``, as scikit-learn builds them.
+
+    One point per distinct score, thresholds descending, cumulative counts at the last index
+    of each tie; points in the middle of an evenly stepped straight run are dropped (where the
+    second differences of both counts are zero, ``roc_curve``'s ``drop_intermediate=True``);
+    then ``(0, 0)`` is prepended.
+
+    Args:
+        pos: ``[P]`` finite scores of the positive class (higher = more positive).
+        neg: ``[Q]`` finite scores of the negative class.
+
+    Returns:
+        ``fpr [R]`` and ``tpr [R]``, both non-decreasing fractions starting at 0 and ending at 1.
+    """
+    scores = np.concatenate([pos, neg])
+    labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tps = np.cumsum(labels)[last_of_tie]
+    fps = (last_of_tie + 1) - tps
+    if fps.size > 2:
+        bends = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps = tps[bends], fps[bends]
+    return np.r_[0.0, fps] / neg.size, np.r_[0.0, tps] / pos.size
+
+
+def _fpr_interp(pos: np.ndarray, neg: np.ndarray, tpr: float) -> float:
+    """The paper's estimator: ``np.interp(tpr, TPR, FPR)`` with its two edge branches."""
+    fpr_curve, tpr_curve = roc_points(pos, neg)
+    if np.all(tpr_curve < tpr):  # no threshold reaches the target rate
+        return 0.0
+    if np.all(tpr_curve >= tpr):  # every threshold does: the smallest FPR among them
+        return float(fpr_curve.min())
+    return float(np.interp(tpr, tpr_curve, fpr_curve))
+
+
+def fpr_at_95_tpr(
+    id_scores,
+    ood_scores,
+    *,
+    convention: str = "id_positive",
+    tpr: float = 0.95,
+    estimator: str | None = None,
+) -> float:
+    """False-positive rate at a true-positive rate of ``tpr`` (95%).
+
+    ``"id_positive"`` (ID positive, the paper): with ``estimator="interp"`` (its default, the
+    paper's CMA code) ``np.interp(tpr, TPR, FPR)`` along the ROC points of :func:`roc_points`;
+    0 when no point reaches ``tpr``, the smallest FPR of the points when all do. With
+    ``estimator="threshold"``: ``t`` = the largest threshold with at least ``tpr`` of ID
+    scores >= t; returns the fraction of OoD scores >= t. ``"ood_positive"`` (OpenOOD v1.5,
+    threshold rule only): ``t`` = the smallest threshold with at least ``tpr`` of OoD
+    scores <= t; returns the fraction of ID scores <= t.
 
     Args:
         id_scores: ``[N_id]`` scores of in-distribution samples.
         ood_scores: ``[N_ood]`` scores of OoD samples.
         convention: ``"id_positive"`` (paper) or ``"ood_positive"`` (OpenOOD v1.5).
         tpr: Target true-positive rate in ``(0, 1]``.
+        estimator: ``"interp"`` or ``"threshold"``; ``None`` = the convention's own
+            (:func:`fpr95_estimator`).
 
     Returns:
         FPR as a fraction in ``[0, 1]``.
 
     Raises:
-        ValueError: Empty or non-finite scores, unknown ``convention``, ``tpr`` outside (0, 1].
+        ValueError: Empty or non-finite scores, unknown ``convention`` or ``estimator``,
+            ``estimator="interp"`` with ``"ood_positive"``, ``tpr`` outside (0, 1].
 
     Example:
-        >>> fpr_at_95_tpr(np.arange(100.0), np.array([-1.0, 4.0, 50.0]))
+        >>> ood = np.array([-1.0, 4.5, 50.0])  # 95 ID scores >= 5; 4.5 lies on the flat run
+        >>> fpr_at_95_tpr(np.arange(100.0), ood, estimator="threshold")
         0.3333333333333333
+        >>> fpr_at_95_tpr(np.arange(100.0), ood)  # the paper's: the far end of that run
+        0.6666666666666666
     """
     id_s = check_scores(id_scores, "id_scores")
     ood_s = check_scores(ood_scores, "ood_scores")
-    check_choice(convention, "convention", CONVENTIONS)
+    estimator = fpr95_estimator(convention, estimator)
     tpr = check_fraction(tpr, "tpr")
+    if estimator == "interp":
+        return _fpr_interp(id_s, ood_s, tpr)
     pos, neg = (id_s, ood_s) if convention == "id_positive" else (-ood_s, -id_s)
     # k = smallest count of positives reaching the target rate (rounded against float noise)
     k = max(1, math.ceil(round(tpr * pos.size, 9)))
@@ -171,9 +255,10 @@ def aupr_out(id_scores, ood_scores, *, estimator: str = "trapezoid") -> float:
     return _pr_area(-ood_s, -id_s, estimator)
 
 
-def _all_metrics(id_s: np.ndarray, ood_s: np.ndarray, convention: str, estimator: str) -> dict:
+def _all_metrics(id_s: np.ndarray, ood_s: np.ndarray, convention: str, estimator: str,
+                 fpr_estimator: str) -> dict:  # fmt: skip
     return {
-        "fpr95": fpr_at_95_tpr(id_s, ood_s, convention=convention),
+        "fpr95": fpr_at_95_tpr(id_s, ood_s, convention=convention, estimator=fpr_estimator),
         "auroc": auroc(id_s, ood_s),
         "aupr_in": aupr_in(id_s, ood_s, estimator=estimator),
         "aupr_out": aupr_out(id_s, ood_s, estimator=estimator),
@@ -186,6 +271,7 @@ def ood_metrics(
     *,
     convention: str = "id_positive",
     estimator: str = "trapezoid",
+    fpr_estimator: str | None = None,
     bootstrap: int = 0,
     ci: float = 0.95,
     seed: int = 0,
@@ -197,6 +283,8 @@ def ood_metrics(
         ood_scores: ``[N_ood]`` OoD scores.
         convention: FPR@95 convention, ``"id_positive"`` or ``"ood_positive"``.
         estimator: AUPR estimator, ``"trapezoid"`` or ``"ap"``.
+        fpr_estimator: FPR@95 estimator, ``"interp"`` or ``"threshold"`` (default: the
+            convention's own, :func:`fpr95_estimator`).
         bootstrap: Number of bootstrap resamples (0: none). ID and OoD scores are resampled
             independently with replacement (``numpy.random.default_rng(seed)``).
         ci: Central coverage of the percentile intervals, in ``(0, 1)``.
@@ -207,8 +295,8 @@ def ood_metrics(
         ``bootstrap > 0`` also ``"<metric>_ci": [lo, hi]`` for each.
 
     Raises:
-        ValueError: Bad scores, unknown ``convention``/``estimator``, ``bootstrap`` < 0, or
-            ``ci`` outside ``(0, 1)``.
+        ValueError: Bad scores, unknown ``convention``/``estimator``/``fpr_estimator``,
+            ``"interp"`` with ``"ood_positive"``, ``bootstrap`` < 0, or ``ci`` outside ``(0, 1)``.
 
     Example:
         >>> ood_metrics([2.0, 3.0], [0.0, 1.0])["auroc"]
@@ -218,17 +306,20 @@ def ood_metrics(
     ood_s = check_scores(ood_scores, "ood_scores")
     check_choice(convention, "convention", CONVENTIONS)
     check_choice(estimator, "estimator", ESTIMATORS)
+    fpr_estimator = fpr95_estimator(convention, fpr_estimator)
     bootstrap = check_int(bootstrap, "bootstrap", minimum=0)
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1); got {ci!r}.")
-    out: dict[str, float | list[float]] = dict(_all_metrics(id_s, ood_s, convention, estimator))
+    out: dict[str, float | list[float]] = dict(
+        _all_metrics(id_s, ood_s, convention, estimator, fpr_estimator)
+    )
     if bootstrap:
         rng = np.random.default_rng(seed)
         draws = {key: [] for key in list(out)}
         for _ in range(bootstrap):
             bi = id_s[rng.integers(0, id_s.size, id_s.size)]
             bo = ood_s[rng.integers(0, ood_s.size, ood_s.size)]
-            for key, value in _all_metrics(bi, bo, convention, estimator).items():
+            for key, value in _all_metrics(bi, bo, convention, estimator, fpr_estimator).items():
                 draws[key].append(value)
         lo, hi = 100 * (1 - ci) / 2, 100 * (1 + ci) / 2
         for key, values in draws.items():

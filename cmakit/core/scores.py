@@ -2,8 +2,9 @@
 
 Two families, by input:
 
-* zero-shot scores on L2-normalised embeddings: ``mcm`` (image, ID text) and ``neglabel`` /
-  ``neglabel_grouped`` (image, ID text, negative-label text);
+* zero-shot scores on L2-normalised embeddings: ``mcm`` (image, ID text), ``neglabel`` /
+  ``neglabel_grouped`` (image, ID text, negative-label text) and ``csp`` (image, ID text, CSP's
+  negative-label text: NegLabel's grouped score over the Conjugated Semantic Pool);
 * classifier scores on logits ``[N, C]``: ``msp``, ``max_logit``, ``energy``.
 
 :func:`score_inputs` tells which positional inputs a registered score takes. Embedding scores
@@ -29,6 +30,7 @@ from cmakit.core.checks import (
 )
 
 __all__ = [
+    "csp_score",
     "energy_score",
     "get_score",
     "list_scores",
@@ -221,6 +223,28 @@ def neglabel_grouped_score(
     """NegLabel with NegLabel's default grouping (``groups=100``); see :func:`neglabel_score`."""
     return neglabel_score(
         image_emb, id_text_emb, neg_text_emb, temperature=temperature, groups=groups, seed=seed
+    )
+
+
+@register_score("csp")
+def csp_score(
+    image_emb,
+    id_text_emb,
+    csp_text_emb,
+    *,
+    temperature: float = 0.01,
+    groups: int = 100,
+    seed: int = 0,
+) -> np.ndarray:
+    """CSP (Chen et al., NeurIPS 2024): NegLabel's grouped score with the negative labels mined
+    from the Conjugated Semantic Pool (its published configuration: 100 groups, 15% kept).
+
+    The formula is :func:`neglabel_score`'s; only the negative labels differ, so the score reads
+    them from its own input, ``csp_text_emb`` ``[M', D]`` (L2-normalised); see
+    :func:`neglabel_score` for the other arguments.
+    """
+    return neglabel_score(
+        image_emb, id_text_emb, csp_text_emb, temperature=temperature, groups=groups, seed=seed
     )
 
 

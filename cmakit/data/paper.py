@@ -30,6 +30,8 @@ ENV_VARS = {"imagenet": "CMAKIT_IMAGENET", "mos": "CMAKIT_MOS", "openood": "CMAK
 MOS_SETS = {"iNaturalist": ("iNaturalist",), "SUN": ("SUN",), "Places": ("Places",),
             "Textures": ("Textures", "dtd")}  # fmt: skip
 OPENOOD_SETS = ("imagenet", "ssb_hard", "ninco", "inaturalist", "textures", "openimage_o")
+#: Name of OpenOOD v1.5's ID test list as an ID subset of ImageNet-1k val (Table 2's ID set).
+OPENOOD_ID_SUBSET = "openood_imagenet"
 
 LAYOUTS = {
     "imagenet": """\
@@ -47,7 +49,9 @@ $CMAKIT_MOS/                 MOS OoD sets (Huang & Li, 2021), images anywhere be
     "openood": """\
 $CMAKIT_OPENOOD/             OpenOOD v1.5 data root
   benchmark_imglist/imagenet/test_{imagenet,ssb_hard,ninco,inaturalist,textures,openimage_o}.txt
-                             one "relative/path label" per line
+                             one "relative/path label" per line; test_imagenet.txt (the ID
+                             test list, e.g. imagenet_1k/val/ILSVRC2012_val_00000001.JPEG 65)
+                             is matched to $CMAKIT_IMAGENET/val by file name
   images_largescale/         image paths of every list except textures are relative to here
   images_classic/            textures' image paths are relative to here""",
 }
@@ -284,7 +288,7 @@ def openood_dataset(name: str, root: str | os.PathLike | None = None, *,
     if not listing.is_file():
         raise FileNotFoundError(f"{listing} not found. Expected layout:\n{LAYOUTS['openood']}")
     images = base / ("images_classic" if name == "textures" else "images_largescale")
-    if not images.is_dir():
+    if name != "imagenet" and not images.is_dir():  # the ID list is matched to val by name
         raise FileNotFoundError(
             f"OpenOOD set {name}: image folder {images} not found (the paths in {listing} are "
             f"relative to it). Expected layout:\n{LAYOUTS['openood']}"
@@ -299,6 +303,54 @@ def openood_dataset(name: str, root: str | os.PathLike | None = None, *,
         label = int(parts[1]) if name == "imagenet" else -1
         samples.append((str(images / parts[0]), label))
     return ImageFiles(samples, transform, name=f"openood-{name}")
+
+
+def openood_id_subset(id_test: ImageFiles, root: str | os.PathLike | None = None) -> list[int]:
+    """OpenOOD v1.5's ImageNet-1k ID test list as indices into the ImageNet val set ``id_test``.
+
+    OpenOOD's ``test_imagenet.txt`` names ImageNet-1k val images (``imagenet_1k/val/<file>``,
+    relative to ``images_largescale/``). Its files are the val files the run already embeds, so
+    they are matched by file name instead of being read twice: Table 2 is measured against
+    exactly OpenOOD's ID images, Table 1 against the full val.
+
+    Args:
+        id_test: ImageNet-1k val (:func:`imagenet_split` ``"val"``).
+        root: OpenOOD v1.5 root; default ``$CMAKIT_OPENOOD``.
+
+    Returns:
+        Sorted indices into ``id_test.samples``, one per listed image.
+
+    Raises:
+        FileNotFoundError: missing root or list (path shown with the layout).
+        ValueError: a listed file that ``id_test`` lacks, a file name ``id_test`` holds twice, or
+            a listed label that differs from the val folder's class (counts and examples shown).
+    """
+    listing = openood_dataset("imagenet", root, transform=id_test.transform)
+    where: dict[str, int] = {}
+    twice: set[str] = set()
+    for i, (path, _) in enumerate(id_test.samples):
+        name = os.path.basename(path)
+        if name in where:
+            twice.add(name)
+        where[name] = i
+    names = [os.path.basename(path) for path, _ in listing.samples]
+    problems = {
+        "not in the ImageNet val set": [n for n in names if n not in where],
+        "held twice by the ImageNet val set": [n for n in names if n in twice],
+    }
+    rows = [where.get(n, -1) for n in names]
+    problems["labelled differently from the val class folders"] = [
+        n for n, i, (_, label) in zip(names, rows, listing.samples, strict=True)
+        if i >= 0 and id_test.samples[i][1] != label
+    ]  # fmt: skip
+    for problem, bad in problems.items():
+        if bad:
+            raise ValueError(
+                f"OpenOOD's ID list lists {len(bad)} of {len(names)} images {problem} "
+                f"(e.g. {bad[:3]}); point $CMAKIT_IMAGENET and $CMAKIT_OPENOOD at the same "
+                "ImageNet-1k val."
+            )
+    return sorted(rows)
 
 
 class PromptPairs(Dataset):

@@ -1,4 +1,14 @@
-"""WordNet 3.0 nouns and adjectives: the candidate pool of NegLabel's negative labels.
+"""WordNet 3.0 nouns and adjectives: the candidate pools of negative labels.
+
+Three pools (:data:`POOLS`), as ``(word, pos)`` pairs:
+
+* ``"all"``: every noun and adjective lemma (136,139 words);
+* ``"neglabel"``: NegLabel's pool, one word per synset of its lexicographer files
+  (:data:`NEGLABEL_FILES`: the 24 noun files other than ``noun.animal`` and ``noun.food``, plus
+  ``adj.all``, ``adj.pert``, ``adj.ppl``); each synset gives its first lemma;
+* ``"csp"``: the Conjugated Semantic Pool (Chen et al., NeurIPS 2024): NegLabel's files minus
+  :data:`CSP_EXCLUDED_FILES`, nouns as they are and each adjective conjugated with a superclass
+  name (:func:`cmakit.data.csp.csp_pool`).
 
 The lemmas are read with nltk's ``WordNetCorpusReader`` from, in order:
 
@@ -26,9 +36,13 @@ from pathlib import Path
 from cmakit.common.io import atomic_path, cache_root, fingerprint
 
 __all__ = [
+    "CSP_EXCLUDED_FILES",
+    "NEGLABEL_FILES",
+    "POOLS",
     "POS_PRIORITY",
     "WORDNET_INSTALL_HINT",
     "cache_dir",
+    "lexicographer_words",
     "wordnet_candidates",
     "wordnet_source",
 ]
@@ -58,6 +72,17 @@ _LEXNAMES = (
 ).split()
 _LEX_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 _NLTK_POS = {"noun": "n", "adj": "a"}
+
+#: The candidate pools :func:`wordnet_candidates` knows.
+POOLS = ("all", "neglabel", "csp")
+#: NegLabel's lexicographer files (its ``txtfiles``): 24 noun files and 3 adjective files.
+NEGLABEL_FILES: tuple[str, ...] = tuple(
+    name
+    for name in _LEXNAMES
+    if name.startswith("noun.") and name not in ("noun.animal", "noun.food")
+) + ("adj.all", "adj.pert", "adj.ppl")
+#: Files CSP's published ImageNet configuration leaves out of NegLabel's (``txt_exclude``).
+CSP_EXCLUDED_FILES: tuple[str, ...] = ("noun.person", "noun.quantity", "noun.group", "adj.pert")
 
 
 def cache_dir() -> Path:
@@ -151,36 +176,101 @@ def _read_candidates(root: Path) -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
-def wordnet_candidates(*, use_cache: bool = True) -> list[tuple[str, str]]:
-    """Every noun and adjective lemma of WordNet 3.0, as ``(word, pos)`` pairs.
+def _read_lexicographer_words(root: Path) -> dict[str, list[str]]:
+    """Every noun and adjective lexicographer file -> its words (one per synset), sorted."""
+    reader = _open_reader(root)
+    files: dict[str, set[str]] = {}
+    for pos in POS_PRIORITY:
+        for synset in reader.all_synsets(pos=_NLTK_POS[pos]):  # satellites come with "a"
+            word = synset.lemmas()[0].name().replace("_", " ").lower()
+            files.setdefault(synset.lexname(), set()).add(word)
+    return {name: sorted(words) for name, words in sorted(files.items())}
 
-    Underscores become spaces (``"ice_cream"`` -> ``"ice cream"``); words keep WordNet's
-    lower case. A word that is both a noun and an adjective is listed once, as ``"noun"``
-    (:data:`POS_PRIORITY`). Adjectives include satellite adjectives. The list is sorted by
-    word, so it is deterministic. With WordNet 3.0 it holds 117,798 nouns and 18,341
-    adjectives (136,139 words).
+
+def _cached(kind: str, read, use_cache: bool):
+    """``read(root)``, cached as JSON under :func:`cache_dir` by WordNet's files and ``kind``."""
+    root, source = _wordnet_root()
+    stamp = [(p.name, p.stat().st_size) for p in sorted(root.glob("index.*"))]
+    name = "wordnet_candidates" if kind == "all" else f"wordnet_{kind}"
+    path = cache_dir() / f"{name}_{fingerprint(str(root), stamp)}.json"
+    if use_cache and path.is_file():
+        return json.loads(path.read_text())
+    value = read(root)
+    log.info("Read WordNet %s from %s", kind, source)
+    if use_cache:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(value))
+    return value
+
+
+def lexicographer_words(*, use_cache: bool = True) -> dict[str, list[str]]:
+    """The words of each noun and adjective lexicographer file of WordNet 3.0, as NegLabel
+    lists them: one word per synset (its first lemma), lower case, underscores as spaces.
+
+    A word is listed once per file (two synsets of one file may share their first lemma) but
+    may appear in several files. ``adj.all`` holds head and satellite adjectives.
 
     Args:
-        use_cache: Read/write the list as JSON under :func:`cache_dir`.
+        use_cache: Read/write the lists as JSON under :func:`cache_dir`.
 
     Returns:
-        Sorted list of ``(word, pos)`` with ``pos`` in ``{"noun", "adj"}``.
+        ``{lexicographer file name: sorted words}``, e.g. ``{"noun.Tops": [...], ...}``; 26
+        noun files and 3 adjective files.
 
     Raises:
+        LookupError: WordNet is not installed; the message says how to install it.
+    """
+    return _cached("lexnames", _read_lexicographer_words, use_cache)
+
+
+def _pool_of_files(files: dict[str, list[str]], names) -> list[tuple[str, str]]:
+    """``(word, pos)`` of the union of ``names``; a word that is a noun in any file is a noun."""
+    nouns = {w for name in names if name.startswith("noun.") for w in files.get(name, ())}
+    adjs = {w for name in names if name.startswith("adj.") for w in files.get(name, ())}
+    return sorted([(w, "noun") for w in nouns] + [(w, "adj") for w in adjs - nouns])
+
+
+def wordnet_candidates(pool: str = "all", *, use_cache: bool = True) -> list[tuple[str, str]]:
+    """A pool of negative-label candidates from WordNet 3.0, as ``(word, pos)`` pairs.
+
+    * ``"all"`` (default): every noun and adjective lemma. Underscores become spaces
+      (``"ice_cream"`` -> ``"ice cream"``); words keep WordNet's case. With WordNet 3.0: 117,798
+      nouns and 18,341 adjectives (136,139 words).
+    * ``"neglabel"``: NegLabel's pool: the words of :data:`NEGLABEL_FILES`
+      (:func:`lexicographer_words`: one word per synset, lower case). With WordNet 3.0: 58,514
+      nouns and 12,280 adjectives (70,794 words).
+    * ``"csp"``: the Conjugated Semantic Pool: the words of :data:`NEGLABEL_FILES` but
+      :data:`CSP_EXCLUDED_FILES`; nouns as they are, each adjective conjugated with one
+      superclass name as a ``"csp"`` phrase (:func:`cmakit.data.csp.csp_pool`, seed 0). With
+      WordNet 3.0: 47,287 nouns and 10,205 phrases (57,492 candidates).
+
+    A word that is both a noun and an adjective is listed once, as ``"noun"``
+    (:data:`POS_PRIORITY`). The list is sorted by word, so it is deterministic.
+
+    Args:
+        pool: One of :data:`POOLS`.
+        use_cache: Read/write WordNet's lists as JSON under :func:`cache_dir`.
+
+    Returns:
+        Sorted list of ``(word, pos)`` with ``pos`` in ``{"noun", "adj"}`` (``"csp"``: ``{"noun",
+        "csp"}``).
+
+    Raises:
+        ValueError: An unknown ``pool``.
         LookupError: WordNet is not installed; the message says how to install it.
 
     Example:
         >>> ("dog", "noun") in wordnet_candidates()
         True
     """
-    root, source = _wordnet_root()
-    stamp = [(p.name, p.stat().st_size) for p in sorted(root.glob("index.*"))]
-    path = cache_dir() / f"wordnet_candidates_{fingerprint(str(root), stamp)}.json"
-    if use_cache and path.is_file():
-        return [tuple(item) for item in json.loads(path.read_text())]
-    candidates = _read_candidates(root)
-    log.info("Read %d WordNet candidates from %s", len(candidates), source)
-    if use_cache:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(candidates))
-    return candidates
+    if pool not in POOLS:
+        raise ValueError(f"pool={pool!r} is not known; choose one of {list(POOLS)}.")
+    if pool == "all":
+        return [tuple(item) for item in _cached("all", _read_candidates, use_cache)]
+    files = lexicographer_words(use_cache=use_cache)
+    if pool == "neglabel":
+        return _pool_of_files(files, NEGLABEL_FILES)
+    from cmakit.data.csp import csp_pool
+
+    kept = [name for name in NEGLABEL_FILES if name not in CSP_EXCLUDED_FILES]
+    return csp_pool(_pool_of_files(files, kept))

@@ -1,33 +1,76 @@
-"""Seeded batch order for the trainer: the same global order for any number of processes.
+"""Seeded batch order for the trainer: the same global batches for any number of processes.
 
 Epoch ``e`` visits ``torch.randperm(N, generator=seed + e)``; optimizer step ``b`` of the epoch
-takes the ``B`` indices ``perm[b*B : (b+1)*B]`` (incomplete last batch dropped). Those are cut
-into ``grad_accum_steps`` micro-batches, and each micro-batch into ``world_size`` contiguous
-per-rank slices, so gathering features over ranks restores the single-process micro-batch.
+takes the ``B`` indices ``perm[b*B : (b+1)*B]`` (incomplete last batch dropped). The global
+batch is cut into ``world_size`` contiguous per-rank shares (sizes differ by at most one, so
+``B`` need not divide by the number of processes), and each share into ``grad_accum_steps``
+contiguous micro-batches. Concatenating every rank's micro-batches in rank order restores the
+global batch in its single-process order, which is how the trainer gathers features for the
+loss of the whole global batch.
 
 Two ways to fetch a slice: a ``TensorDataset`` is index-sliced directly (no per-item collation:
 the fast path for in-memory data), any other map-style dataset goes through a ``DataLoader``
-with worker processes. There, random augmentations are seeded per batch from the batch's
-indices, so a resumed run draws the same crops whatever ``num_workers`` is. Items that come back
-as :class:`BadSample` (unreadable images) are dropped from the batch and reported.
+with worker processes. There, each item's random augmentation is seeded from
+``(seed, epoch, index)`` alone (:func:`sample_seed`), so an item gets the same crop whatever the
+number of processes, accumulation steps, workers, or a resume. Items that come back as
+:class:`BadSample` (unreadable images) are dropped from the batch and reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import zlib
+import hashlib
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from cmakit.common.constants import OPENAI_MEAN, OPENAI_STD
 from cmakit.data.paper import BadSample  # noqa: F401  (re-exported: batches drop them)
+
+
+def split_sizes(total: int, parts: int) -> list[int]:
+    """``parts`` sizes summing to ``total`` that differ by at most one, larger ones first."""
+    q, r = divmod(total, parts)
+    return [q + (i < r) for i in range(parts)]
+
+
+def accumulation_steps(batch_size: int, world_size: int, micro_batch_size: int) -> int:
+    """Micro-batches per optimizer step so that no process encodes more than
+    ``micro_batch_size`` pairs at once: ``ceil(ceil(B / W) / m)``.
+
+    Example:
+        >>> accumulation_steps(512, 3, 64)  # shares 171, 171, 170 -> 3 micro-batches of <= 57
+        3
+    """
+    if micro_batch_size < 1:
+        raise ValueError(f"micro_batch_size={micro_batch_size} must be >= 1.")
+    share = -(-batch_size // world_size)
+    return -(-share // micro_batch_size)
+
+
+def check_split(batch_size: int, world_size: int, grad_accum_steps: int) -> None:
+    """Raise if a global batch cannot give every process ``grad_accum_steps`` non-empty
+    micro-batches.
+
+    Raises:
+        ValueError: ``batch_size < world_size * grad_accum_steps``, naming the fix.
+    """
+    if batch_size < world_size * grad_accum_steps:
+        raise ValueError(
+            f"batch_size={batch_size} is too small for {world_size} process(es) x "
+            f"{grad_accum_steps} micro-batch(es): every micro-batch needs at least one pair. "
+            "Use fewer processes, fewer accumulation steps, or a larger micro_batch_size."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class BatchPlan:
-    """How a global batch is split. ``batch_size`` is the global batch of one optimizer step."""
+    """How a global batch is split. ``batch_size`` is the global batch of one optimizer step.
+
+    Any ``batch_size >= world_size * grad_accum_steps`` is allowed: per-rank shares and
+    micro-batches differ by at most one pair (:func:`split_sizes`).
+    """
 
     num_items: int
     batch_size: int
@@ -36,13 +79,22 @@ class BatchPlan:
     rank: int
     seed: int
 
+    def __post_init__(self) -> None:
+        check_split(self.batch_size, self.world_size, self.grad_accum_steps)
+
     @property
     def steps_per_epoch(self) -> int:
         return self.num_items // self.batch_size
 
     @property
-    def local_batch(self) -> int:
-        return self.batch_size // (self.grad_accum_steps * self.world_size)
+    def shares(self) -> list[int]:
+        """Pairs of the global batch held by each rank (sum = ``batch_size``)."""
+        return split_sizes(self.batch_size, self.world_size)
+
+    @property
+    def micro_sizes(self) -> list[int]:
+        """Sizes of this rank's micro-batches (sum = its share)."""
+        return split_sizes(self.shares[self.rank], self.grad_accum_steps)
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """``[N]`` permutation of item indices for ``epoch`` (identical on all ranks)."""
@@ -52,12 +104,12 @@ class BatchPlan:
     def local_slices(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
         """This rank's index slices, one per micro-batch, from optimizer step ``start_step``."""
         order = self.epoch_order(epoch)
-        micro = self.batch_size // self.grad_accum_steps
-        lb = self.local_batch
+        first = sum(self.shares[: self.rank])
         for step in range(start_step, self.steps_per_epoch):
-            for m in range(self.grad_accum_steps):
-                lo = step * self.batch_size + m * micro + self.rank * lb
-                yield order[lo : lo + lb]
+            lo = step * self.batch_size + first
+            for size in self.micro_sizes:
+                yield order[lo : lo + size]
+                lo += size
 
 
 def collate_pairs(items: list) -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
@@ -80,10 +132,8 @@ class ImageNormalizer:
     """
 
     def __init__(self, model: torch.nn.Module, device: str) -> None:
-        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-
-        mean = getattr(model.visual, "image_mean", None) or OPENAI_DATASET_MEAN
-        std = getattr(model.visual, "image_std", None) or OPENAI_DATASET_STD
+        mean = getattr(model.visual, "image_mean", None) or OPENAI_MEAN
+        std = getattr(model.visual, "image_std", None) or OPENAI_STD
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
@@ -93,23 +143,27 @@ class ImageNormalizer:
         return (images.float() / 255.0 - self.mean) / self.std
 
 
-class _SeededItems(Dataset):
-    """Wraps a dataset so that each batch's random transforms are seeded by its indices."""
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """64-bit seed of one item's augmentation, a hash of ``(seed, epoch, index)`` only."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
+
+class _SeededItems(Dataset):
+    """Wraps a dataset so that each item's random transforms are seeded by
+    :func:`sample_seed`: torch's global CPU generator, forked so the caller's stream (and any
+    CUDA generator) is untouched."""
+
+    def __init__(self, dataset: Dataset, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        return self.dataset[index]
-
-    def __getitems__(self, indices: list[int]) -> list:
-        key = zlib.crc32(np.asarray(indices, dtype=np.int64).tobytes()) ^ (self.seed & 0xFFFFFFFF)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(key)
-            return [self.dataset[int(i)] for i in indices]
+            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, int(index)))
+            return self.dataset[int(index)]
 
 
 def iter_micro_batches(
@@ -139,7 +193,7 @@ def iter_micro_batches(
             yield images[idx], tokens[idx], []
         return
     loader = DataLoader(
-        _SeededItems(dataset, plan.seed),
+        _SeededItems(dataset, plan.seed, epoch),
         batch_sampler=[s.tolist() for s in slices],
         num_workers=num_workers,
         collate_fn=collate_pairs,

@@ -119,22 +119,28 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     return box[0]
 
 
+def _all_gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """All-gather ``x [b_r, ...]`` whose row count may differ per rank; also the counts."""
+    world = dist.get_world_size()
+    sizes = torch.tensor([x.shape[0]], device=x.device)
+    all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
+    dist.all_gather(all_sizes, sizes)
+    counts = [int(s.item()) for s in all_sizes]
+    pad = max(counts) - x.shape[0]
+    xp = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x.contiguous()
+    parts = [torch.empty_like(xp) for _ in range(world)]
+    dist.all_gather(parts, xp)
+    return torch.cat([p[:n] for p, n in zip(parts, counts, strict=True)]), counts  # (sum b_r, ...)
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather of rows with an all-reduce(sum) backward; ranks may hold different row counts."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # x: (b_r, D)
-        world, rank = dist.get_world_size(), dist.get_rank()
-        sizes = torch.tensor([x.shape[0]], device=x.device)
-        all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
-        dist.all_gather(all_sizes, sizes)
-        counts = [int(s.item()) for s in all_sizes]
-        pad = max(counts) - x.shape[0]
-        xp = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x.contiguous()
-        parts = [torch.empty_like(xp) for _ in range(world)]
-        dist.all_gather(parts, xp)
-        ctx.counts, ctx.rank = counts, rank
-        return torch.cat([p[:n] for p, n in zip(parts, counts, strict=True)])  # (sum b_r, D)
+        out, ctx.counts = _all_gather_rows(x)
+        ctx.rank = dist.get_rank()
+        return out  # (sum b_r, D)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -157,6 +163,22 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return x
     return _GatherWithGrad.apply(x)
+
+
+def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Concatenate ``x`` over ranks in rank order, without gradient (a feature cache).
+
+    Args:
+        x: ``[b_r, ...]`` rows held by this rank (row counts may differ between ranks).
+
+    Returns:
+        ``([sum_r b_r, ...], start)``: the rows of all ranks and the index of this rank's first
+        row in them (0 in a single process, where ``x`` itself is returned, detached).
+    """
+    if not is_distributed():
+        return x.detach(), 0
+    rows, counts = _all_gather_rows(x.detach())
+    return rows, sum(counts[: dist.get_rank()])
 
 
 def all_reduce_sum(value: float | int, device: str = "cpu") -> float:

@@ -17,15 +17,19 @@ import numpy as np
 
 from cmakit.common.constants import CONVENTIONS
 from cmakit.core.geometry import alignment, gap_shift, modality_gap, uniformity_family
-from cmakit.core.metrics import ESTIMATORS, add_group_means, ood_metrics
+from cmakit.core.metrics import ESTIMATORS, add_group_means, fpr95_estimator, ood_metrics
 from cmakit.core.scores import get_score, score_inputs
 from cmakit.engine.bundle import EmbeddingBundle
 
 #: Score keys of the per-seed record and of summary.json, in table order.
-SCORES: tuple[str, ...] = ("mcm", "neglabel", "neglabel_grouped", "msp", "energy", "max_logit")
+SCORES: tuple[str, ...] = (
+    "mcm", "neglabel", "neglabel_grouped", "csp", "msp", "energy", "max_logit"
+)  # fmt: skip
 #: NegLabel shuffles its negatives with this seed before grouping (as NegLabel's code), so
 #: the grouped scores of two runs differ only by their models.
 GROUP_SHUFFLE_SEED = 0
+#: Score inputs that hold negative labels (a score is skipped when its set is empty).
+_NEGATIVE_INPUTS = ("neg_text_emb", "csp_text_emb")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +39,18 @@ class ScoreSettings:
     Attributes:
         mcm_temperature: MCM's softmax temperature T on cosines (paper: 1).
         neglabel_temperature: NegLabel's τ (paper: 0.01).
-        neglabel_groups: Groups of the grouped NegLabel score (NegLabel's default: 100); capped
-            at the number of negative labels.
+        neglabel_groups: Groups of the grouped NegLabel score and of CSP (NegLabel's default and
+            CSP's: 100); capped at the number of negative labels.
         convention: FPR@95 convention, ``"id_positive"`` (paper, MOS) or ``"ood_positive"``.
         aupr_estimator: ``"trapezoid"`` (OpenOOD, CMA code) or ``"ap"``.
+        fpr_estimator: FPR@95 estimator, ``"interp"`` (the paper's, id_positive) or
+            ``"threshold"``; ``None`` = the convention's own
+            (:func:`cmakit.core.metrics.fpr95_estimator`).
         bootstrap: Bootstrap resamples for confidence intervals (0 = none).
         groups: ``{"near": [...], "far": [...]}`` OoD set names whose means are added.
+        id_subsets: Group -> name of the bundle's ID subset its OoD sets are measured against
+            (paper path: OpenOOD v1.5's near/far against its own ID list); a group not named
+            here, and a set in no group, is measured against every ID test image.
         scores: The registered scores to compute.
     """
 
@@ -49,8 +59,10 @@ class ScoreSettings:
     neglabel_groups: int = 100
     convention: str = "id_positive"
     aupr_estimator: str = "trapezoid"
+    fpr_estimator: str | None = None
     bootstrap: int = 0
     groups: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    id_subsets: Mapping[str, str] = dataclasses.field(default_factory=dict)
     scores: tuple[str, ...] = SCORES
 
     def __post_init__(self) -> None:
@@ -60,16 +72,35 @@ class ScoreSettings:
             raise ValueError(
                 f"aupr_estimator={self.aupr_estimator!r}; choose one of {list(ESTIMATORS)}."
             )
+        fpr95_estimator(self.convention, self.fpr_estimator)  # ValueError on a bad pair
+        unknown = sorted(set(self.id_subsets) - set(self.groups))
+        if unknown:
+            raise ValueError(
+                f"id_subsets names groups {unknown} that are not in {list(self.groups)}."
+            )
         for name in self.scores:
             get_score(name)  # KeyError listing the registered scores
 
+    def id_subset_of(self, ood_set: str) -> str | None:
+        """The ID subset ``ood_set`` is measured against (``None``: every ID test image)."""
+        for group, sets in self.groups.items():
+            if ood_set in sets and group in self.id_subsets:
+                return self.id_subsets[group]
+        return None
+
+    @property
+    def fpr95_estimator(self) -> str:
+        """The FPR@95 estimator these settings use (``"interp"`` or ``"threshold"``)."""
+        return fpr95_estimator(self.convention, self.fpr_estimator)
+
     def score_options(self, name: str, n_negatives: int) -> dict[str, Any]:
-        """Keyword options of score ``name`` under these settings."""
+        """Keyword options of score ``name`` under these settings; ``n_negatives`` is the number
+        of negative labels the score reads (NegLabel's, or CSP's for ``"csp"``)."""
         if name == "mcm":
             return {"temperature": self.mcm_temperature}
         if name == "neglabel":
             return {"temperature": self.neglabel_temperature}
-        if name == "neglabel_grouped":
+        if name in ("neglabel_grouped", "csp"):
             return {"temperature": self.neglabel_temperature, "seed": GROUP_SHUFFLE_SEED,
                     "groups": max(1, min(self.neglabel_groups, n_negatives))}  # fmt: skip
         return {}
@@ -84,22 +115,22 @@ def score_images(images: np.ndarray, bundle: EmbeddingBundle, settings: ScoreSet
                  scores: Sequence[str] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Every score of ``images [N, D]`` (higher = more ID), through the score registry.
 
-    Embedding scores read ``(images, id_texts[, neg_texts])``; classifier scores (MSP, Energy,
-    MaxLogit) read the model's own logits ``s * cos(images, id_texts)``, ``s`` its logit scale.
-    Scores that need negative labels are skipped when the bundle has none.
+    Embedding scores read ``(images, id_texts[, neg_texts | csp_texts])``; classifier scores
+    (MSP, Energy, MaxLogit) read the model's own logits ``s * cos(images, id_texts)``, ``s`` its
+    logit scale. A score whose negative labels the bundle lacks is skipped.
     """
     inputs = {"image_emb": images, "id_text_emb": bundle.id_texts,
-              "neg_text_emb": bundle.neg_texts,
+              "neg_text_emb": bundle.neg_texts, "csp_text_emb": bundle.csp_texts,
               "logits": bundle.logit_scale * images @ bundle.id_texts.T}  # fmt: skip
     out = {}
     for name in settings.scores if scores is None else scores:
         needs = score_inputs(name)
-        if "neg_text_emb" in needs and len(bundle.neg_texts) == 0:
+        negatives = [len(inputs[k]) for k in needs if k in _NEGATIVE_INPUTS]
+        if 0 in negatives:
             continue
         fn = get_score(name)
-        out[name] = fn(
-            *(inputs[k] for k in needs), **settings.score_options(name, len(bundle.neg_texts))
-        )
+        options = settings.score_options(name, negatives[0] if negatives else 0)
+        out[name] = fn(*(inputs[k] for k in needs), **options)
     return out
 
 
@@ -107,18 +138,21 @@ def ood_results(bundle: EmbeddingBundle, settings: ScoreSettings, *, seed: int =
                 scores: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """``{score: {ood_set: {fpr95, auroc, aupr_in, aupr_out}, <group>_mean: {...}}}``.
 
-    ``seed`` seeds the bootstrap only.
+    Each OoD set is measured against the ID test images of its group's ID subset
+    (``settings.id_subsets``; default: all of them). ``seed`` seeds the bootstrap only.
     """
     id_scores = score_images(bundle.id_images, bundle, settings, scores)
     ood_scores = {name: score_images(x, bundle, settings, scores) for name, x in bundle.ood.items()}
+    id_rows = {name: bundle.id_rows(settings.id_subset_of(name)) for name in bundle.ood}
     out: dict[str, Any] = {}
     for score in id_scores:
         per_set = {
             name: ood_metrics(
-                id_scores[score],
+                id_scores[score][id_rows[name]],
                 s[score],
                 convention=settings.convention,
                 estimator=settings.aupr_estimator,
+                fpr_estimator=settings.fpr95_estimator,
                 bootstrap=settings.bootstrap,
                 seed=seed,
             )  # fmt: skip
@@ -175,7 +209,7 @@ def shift_bundle(bundle: EmbeddingBundle, alpha: float) -> EmbeddingBundle:
         return gap_shift(bundle.id_images, t, alpha, gap=gap)[1] if len(t) else t
 
     return bundle.replace(id_images=images(bundle.id_images), id_texts=texts(bundle.id_texts),
-                          neg_texts=texts(bundle.neg_texts),
+                          neg_texts=texts(bundle.neg_texts), csp_texts=texts(bundle.csp_texts),
                           ood={k: images(v) for k, v in bundle.ood.items()})  # fmt: skip
 
 

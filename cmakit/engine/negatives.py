@@ -5,6 +5,9 @@ Mining (NegLabel's NegMining, PAPER.md §3) uses the *pretrained* text encoder: 
 speech (:data:`cmakit.core.mining.NEGLABEL_PROMPTS`), and within each part of speech the fraction
 ``keep`` least similar to the ID prompts is kept (:func:`cmakit.core.mining.mine_negative_labels`).
 Every evaluated model then re-encodes the same fixed list (:func:`encode_negative_labels`).
+
+A fixed list of prompts can also be read as it is (:func:`read_negative_labels`): the CMA
+authors' ``Neglabel/neg_label_10000.npy``, a text file of prompts, or cmakit's own TSV.
 """
 
 from __future__ import annotations
@@ -126,10 +129,75 @@ def load_negative_labels(path: str | os.PathLike) -> list[NegativeLabel]:
         parts = line.split("\t")
         if len(parts) != 3 or parts[1] not in NEGLABEL_PROMPTS:
             raise ValueError(
-                f"{path}:{n}: expected 'word<TAB>noun|adj<TAB>affinity', got {line!r}."
+                f"{path}:{n}: expected 'word<TAB>{'|'.join(NEGLABEL_PROMPTS)}<TAB>affinity', got {line!r}."
             )
         out.append(NegativeLabel(parts[0], parts[1], float(parts[2])))
     return out
+
+
+def read_negative_labels(path: str | os.PathLike) -> list[str]:
+    """The negative-label prompts of a file, in file order, exactly as the file has them.
+
+    Formats, by suffix:
+
+    * ``.npy``: a 1-D NumPy array of strings, as the CMA authors' ``neg_label_10000.npy``
+      (10,000 prompts: 1,500 "This is a {adj} photo", then 8,500 "The nice {noun}"; 9,766
+      unique; 12 carry a stray "["). Duplicates and quirks are kept: the paper's numbers
+      were computed with them.
+    * ``.txt``: one prompt per line (a final newline, and the carriage returns of CRLF line
+      ends, are not part of a prompt).
+    * ``.tsv``: cmakit's negative-label file (:func:`save_negative_labels`), prompted by kind.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The prompts as a list of ``str``.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: an unknown suffix, an array that is not 1-D strings (object arrays are
+            refused: loading them would unpickle), an empty prompt line, or no prompts.
+
+    Example:
+        >>> read_negative_labels("neg_label_10000.npy")[:2]  # doctest: +SKIP
+        ['This is a [thermal photo', 'This is a circumscribed photo']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Negative-label file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        prompts = _read_npy(path)
+    elif suffix == ".txt":
+        text = path.read_text(encoding="utf-8")
+        prompts = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
+        empty = [n for n, p in enumerate(prompts, start=1) if not p.strip()]
+        if text and empty:
+            raise ValueError(f"{path}: line(s) {empty[:5]} hold no prompt; remove them.")
+        prompts = prompts if text else []
+    elif suffix == ".tsv":
+        prompts = negative_prompts(load_negative_labels(path))
+    else:
+        raise ValueError(f"{path}: unknown format {suffix!r}; give a .npy, .txt or .tsv file.")
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts.")
+    return prompts
+
+
+def _read_npy(path: Path) -> list[str]:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as err:  # an object array needs pickle
+        raise ValueError(
+            f"{path}: {err}. Save the prompts as a string array: "
+            "np.save(path, np.asarray(prompts, dtype=str))."
+        ) from None
+    if array.ndim != 1 or array.dtype.kind != "U":
+        raise ValueError(
+            f"{path}: expected a 1-D array of strings, got shape {array.shape} dtype {array.dtype}."
+        )
+    return [str(p) for p in array.tolist()]
 
 
 def encode_negative_labels(

@@ -38,10 +38,11 @@ from cmakit.common.io import (
 from cmakit.data.world import World, WorldConfig, build_world, world_config
 from cmakit.data.world.figure import plot_world_samples
 from cmakit.engine.zero_shot import zero_shot_report
+from cmakit.models.factory import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
-MODEL_CONFIG_DIR = Path(__file__).resolve().parents[1] / "models" / "configs"
+MODEL_CONFIG_DIR = CONFIG_DIR  # the tiny CLIPs live with the other model configs
 
 __all__ = [
     "PRETRAIN_PRESETS",

@@ -2,10 +2,23 @@
 
 Recipe (PAPER.md §6): AdamW with weight decay on every parameter including the logit scale,
 linear warm-up from 0 then cosine decay to 0, stepped once per optimizer step, seeded data
-order, fp32. The loss is computed on the *global* batch: features are gathered over ranks with
-gradients (:mod:`cmakit.engine.distributed`), so N processes x b pairs make the same update as one
-process with N*b pairs. With ``grad_accum_steps`` = k the contrastive loss is computed within
-each micro-batch of ``batch_size / k`` pairs (no feature cache) and the k gradients averaged.
+order, fp32. The loss is always the CMA loss of the whole *global* batch: every image sees all
+``batch_size`` texts as negatives, whatever the number of processes and accumulation steps.
+
+- One micro-batch per process (``grad_accum_steps`` = 1): features are gathered over ranks with
+  gradients (:mod:`cmakit.engine.distributed`), so N processes x b pairs make the update of one
+  process with N*b pairs.
+- k micro-batches per process (the feature cache of GradCache and open_clip's ``--accum-freq``):
+  pass 1 encodes every micro-batch without gradients and gathers the features of the global
+  batch; the loss and its gradients ``G = dL/dfeatures`` and ``dL/ds`` are computed once on
+  them; pass 2 re-encodes each micro-batch with gradients and back-propagates ``<features, G>``
+  of its rows, replaying pass 1's RNG state so dropout (if any) draws alike. The summed
+  gradients equal those of one batch of k*b pairs (the paper's batch of 512 on any memory),
+  at the cost of one extra forward pass.
+
+Shares and micro-batches need not be equal (:class:`cmakit.engine.batching.BatchPlan`), so a
+global batch of 512 runs on 3, 5, 6 or 7 processes. ``micro_batch_size`` chooses ``k`` from the
+number of processes. BatchNorm statistics (ResNet towers) are updated in both passes.
 
 Two documented departures from the official script: an epoch is ``N // batch_size`` full
 batches (the last incomplete batch, e.g. 143 of ImageNet's 1,281,167 images at 512, is left
@@ -34,7 +47,12 @@ from torch.utils.data import Dataset
 from cmakit.common.config import to_dict
 from cmakit.core.losses import CMALoss
 from cmakit.engine import distributed as dist_util
-from cmakit.engine.batching import BatchPlan, ImageNormalizer, iter_micro_batches
+from cmakit.engine.batching import (
+    BatchPlan,
+    ImageNormalizer,
+    accumulation_steps,
+    iter_micro_batches,
+)
 from cmakit.engine.train_state import LoopState, RunFiles, restore_or_start, write_checkpoint
 from cmakit.models.weights import save_model
 
@@ -42,8 +60,11 @@ log = logging.getLogger(__name__)
 
 # Fields that may change between a run and its resumption (they do not change the math).
 RESUMABLE_CHANGES = frozenset(
-    {"checkpoint_every_steps", "keep_checkpoints", "num_workers", "log_every", "progress", "device"}
-)
+    {
+        "checkpoint_every_steps", "keep_checkpoints", "num_workers", "log_every", "progress",
+        "device", "grad_accum_steps", "micro_batch_size", "grad_checkpointing",
+    }
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +79,13 @@ class TrainConfig:
         epochs: Passes over the data set.
         max_steps: Stop after this many optimizer steps (also the schedule length); None = all.
         batch_size: Global batch (pairs per optimizer step, summed over processes).
-        grad_accum_steps: Micro-batches per optimizer step.
+        grad_accum_steps: Micro-batches per process and optimizer step; the loss stays that of
+            the whole global batch (feature cache, see the module docstring).
+        micro_batch_size: Most pairs one process encodes at once; sets ``grad_accum_steps`` from
+            the number of processes (``ceil(ceil(batch_size / W) / micro_batch_size)``).
+            None = use ``grad_accum_steps``.
+        grad_checkpointing: Recompute activations in the backward pass (open_clip's
+            ``set_grad_checkpointing``): less memory, about a third more compute.
         precision: "fp32", "bf16" (autocast, CPU or GPU) or "fp16" (autocast + scaler, GPU).
         grad_clip_norm: Clip the global gradient norm to this value; None = no clipping.
         max_logit_scale: Cap on ``s = exp(logit_scale)`` after each step (open_clip uses 100
@@ -80,6 +107,8 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 512
     grad_accum_steps: int = 1
+    micro_batch_size: int | None = None
+    grad_checkpointing: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     grad_clip_norm: float | None = None
     max_logit_scale: float | None = None
@@ -105,9 +134,17 @@ class TrainConfig:
         need(self.batch_size >= 2, f"batch_size={self.batch_size} must be >= 2 (contrastive).")
         need(self.grad_accum_steps >= 1, f"grad_accum_steps={self.grad_accum_steps} must be >= 1.")
         need(
-            self.batch_size % self.grad_accum_steps == 0,
-            f"batch_size={self.batch_size} must be divisible by "
-            f"grad_accum_steps={self.grad_accum_steps}.",
+            self.batch_size >= self.grad_accum_steps,
+            f"grad_accum_steps={self.grad_accum_steps} exceeds batch_size={self.batch_size}.",
+        )
+        need(
+            self.micro_batch_size is None or self.micro_batch_size >= 1,
+            f"micro_batch_size={self.micro_batch_size} must be >= 1 or None.",
+        )
+        need(
+            self.micro_batch_size is None or self.grad_accum_steps == 1,
+            f"give grad_accum_steps={self.grad_accum_steps} or "
+            f"micro_batch_size={self.micro_batch_size}, not both.",
         )
         need(
             self.precision in ("fp32", "bf16", "fp16"),
@@ -174,11 +211,25 @@ def _forward(net: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor):
     return out[0], out[1], out[2]
 
 
-class _Stepper:
-    """Runs optimizer steps: forward, gather, loss, backward, clip, update."""
+def _rng_state(device: str) -> tuple:
+    cuda = torch.cuda.get_rng_state(device) if device.startswith("cuda") else None
+    return torch.get_rng_state(), cuda
 
-    def __init__(self, net, model, cfg: TrainConfig, device: str, total_steps: int) -> None:
-        self.net, self.model, self.cfg, self.device = net, model, cfg, device
+
+def _set_rng_state(state: tuple, device: str) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+class _Stepper:
+    """Runs optimizer steps: forward, gather, loss, backward, clip, update.
+
+    ``k`` is the number of micro-batches that :meth:`step` receives per optimizer step.
+    """
+
+    def __init__(self, net, model, cfg: TrainConfig, device: str, total_steps: int, k: int = 1):
+        self.net, self.model, self.cfg, self.device, self.k = net, model, cfg, device, k
         self.loss_fn = CMALoss(cfg.lam)
         dev_type = torch.device(device).type
         fused = {"fused": True} if dev_type in ("cpu", "cuda") else {}  # one kernel, ~4x faster
@@ -194,22 +245,9 @@ class _Stepper:
         self.last_lr = cfg.lr * lr_factor(0, cfg.warmup_steps, total_steps)
 
     def step(self, micro_batches) -> dict[str, float]:
-        """One optimizer step over ``grad_accum_steps`` micro-batches; returns loss terms."""
-        k = self.cfg.grad_accum_steps
+        """One optimizer step over this process's ``k`` micro-batches; returns loss terms."""
         self.last_lr = self.opt.param_groups[0]["lr"]
-        sums: dict[str, float] = {}
-        for m, (images, tokens) in enumerate(micro_batches):
-            sync = m == k - 1 or not hasattr(self.net, "no_sync")
-            with contextlib.nullcontext() if sync else self.net.no_sync():
-                with self.autocast:
-                    img, txt, scale = _forward(self.net, images, tokens)
-                img = dist_util.gather_with_grad(img.float())
-                txt = dist_util.gather_with_grad(txt.float())
-                terms = self.loss_fn(img, txt, scale.float(), output_dict=True)
-                loss = sum(terms.values())
-                self.scaler.scale(loss / k).backward()
-            for name, value in {**terms, "loss": loss}.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) / k
+        sums = self.backward(micro_batches)
         if not math.isfinite(sums["loss"]):
             self.opt.zero_grad(set_to_none=True)
             return sums
@@ -225,6 +263,64 @@ class _Stepper:
                 self.model.logit_scale.clamp_(max=math.log(self.cfg.max_logit_scale))
         return sums
 
+    def backward(self, micro_batches) -> dict[str, float]:
+        """Leave ``dL/dθ`` of the global-batch loss in ``.grad``; returns the loss terms."""
+        batches = list(micro_batches)
+        terms = self._direct(*batches[0]) if self.k == 1 else self._cached(batches)
+        return {name: float(value) for name, value in terms.items()}
+
+    def _loss(self, img, txt, scale) -> dict[str, torch.Tensor]:
+        terms = self.loss_fn(img, txt, scale, output_dict=True)
+        return {**terms, "loss": sum(terms.values())}
+
+    def _direct(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One micro-batch: gather features with gradients, loss of the global batch, backward."""
+        with self.autocast:
+            img, txt, scale = _forward(self.net, images, tokens)
+        img = dist_util.gather_with_grad(img.float())  # (B, D)
+        txt = dist_util.gather_with_grad(txt.float())
+        terms = self._loss(img, txt, scale.float())
+        self.scaler.scale(terms["loss"]).backward()
+        return {name: value.detach() for name, value in terms.items()}
+
+    def _cached(self, batches: list) -> dict[str, torch.Tensor]:
+        """k micro-batches, one global-batch loss: feature cache, then re-encode with grad."""
+        states, img_parts, txt_parts = [], [], []
+        with torch.no_grad():  # pass 1: features of every micro-batch
+            for images, tokens in batches:
+                states.append(_rng_state(self.device))
+                with self.autocast:
+                    img, txt, scale = _forward(self.net, images, tokens)  # as pass 2 will
+                img_parts.append(img.float())
+                txt_parts.append(txt.float())
+        img, start = dist_util.gather_rows(torch.cat(img_parts))  # (B, D); this rank's first row
+        txt, _ = dist_util.gather_rows(torch.cat(txt_parts))
+        img, txt = img.requires_grad_(), txt.requires_grad_()
+        scale = scale.float().detach().requires_grad_()
+        terms = self._loss(img, txt, scale)
+        if not math.isfinite(float(terms["loss"].detach())):
+            return {name: value.detach() for name, value in terms.items()}
+        g_img, g_txt, g_scale = torch.autograd.grad(terms["loss"], (img, txt, scale))
+        # Every rank holds dL/d(all features) and DDP averages over W ranks, so the feature term
+        # is scaled by W (as gather_with_grad's backward does); dL/ds is the same on every rank.
+        world, row = dist_util.get_world_size(), start
+        for m, ((images, tokens), state) in enumerate(zip(batches, states, strict=True)):
+            last, n = m == len(batches) - 1, images.shape[0]
+            sync = last or not hasattr(self.net, "no_sync")
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                _set_rng_state(state, self.device)  # the same dropout draws as pass 1
+                with self.autocast:
+                    img_m, txt_m, scale_m = _forward(self.net, images, tokens)
+                surrogate = world * (
+                    (img_m.float() * g_img[row : row + n]).sum()
+                    + (txt_m.float() * g_txt[row : row + n]).sum()
+                )
+                if last:  # the logit scale's gradient, once per step
+                    surrogate = surrogate + scale_m.float() * g_scale
+                self.scaler.scale(surrogate).backward()
+            row += n
+        return {name: value.detach() for name, value in terms.items()}
+
 
 def _check_precision(cfg: TrainConfig, device: str) -> None:
     if cfg.precision == "fp16" and not device.startswith("cuda"):
@@ -232,16 +328,13 @@ def _check_precision(cfg: TrainConfig, device: str) -> None:
 
 
 def _plan(dataset: Dataset, cfg: TrainConfig, info: dist_util.DistInfo) -> BatchPlan:
-    split = cfg.grad_accum_steps * info.world_size
-    if cfg.batch_size % split:
-        raise ValueError(
-            f"batch_size={cfg.batch_size} must be divisible by grad_accum_steps x world_size "
-            f"= {cfg.grad_accum_steps} x {info.world_size}."
-        )
+    k = cfg.grad_accum_steps
+    if cfg.micro_batch_size is not None:
+        k = accumulation_steps(cfg.batch_size, info.world_size, cfg.micro_batch_size)
     n = len(dataset)
     if n < cfg.batch_size:
         raise ValueError(f"The data set has {n} items, fewer than batch_size={cfg.batch_size}.")
-    return BatchPlan(n, cfg.batch_size, cfg.grad_accum_steps, info.world_size, info.rank, cfg.seed)
+    return BatchPlan(n, cfg.batch_size, k, info.world_size, info.rank, cfg.seed)
 
 
 def train(
@@ -280,13 +373,21 @@ def train(
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     torch.manual_seed(cfg.seed)
     model.to(info.device)
+    if cfg.grad_checkpointing:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise ValueError(f"{type(model).__name__} has no set_grad_checkpointing(); "
+                             "use an open_clip model or grad_checkpointing=False.")  # fmt: skip
+        model.set_grad_checkpointing(True)
     net = model
     if info.world_size > 1:
         ids = [info.device] if info.device.startswith("cuda") else None
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=ids, broadcast_buffers=False
         )
-    stepper = _Stepper(net, model, cfg, info.device, total)
+    stepper = _Stepper(net, model, cfg, info.device, total, plan.grad_accum_steps)
+    if plan.grad_accum_steps > 1 or info.world_size > 1:
+        log.info("global batch %d = %d process(es) x micro-batches %s (rank %d)",
+                 cfg.batch_size, info.world_size, plan.micro_sizes, info.rank)  # fmt: skip
     files = RunFiles(Path(out_dir), is_main=info.is_main)
     state = restore_or_start(files, stepper, cfg, resume, RESUMABLE_CHANGES)
     name = model_name or getattr(model, "cmakit_name", None)
@@ -347,7 +448,7 @@ class _Loop:
             )  # fmt: skip
             while st.batch_in_epoch < self.plan.steps_per_epoch and st.step < self.total:
                 t_step = time.perf_counter()
-                terms = self.stepper.step(self._micro(it, cfg.grad_accum_steps))
+                terms = self.stepper.step(self._micro(it, self.plan.grad_accum_steps))
                 scale = float(self.stepper.model.logit_scale.detach().float().exp())
                 if not math.isfinite(terms["loss"]):
                     self._diverged(bar, f"the loss became {terms['loss']}", st.step + 1)

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cmakit.common.config import to_dict
-from cmakit.common.constants import TRAIN_PROMPT
+from cmakit.common.constants import OKABE_ITO, TRAIN_PROMPT
 from cmakit.common.io import atomic_path, write_json
 from cmakit.data.world.build import OOD_SETS, World
 from cmakit.data.world.config import OOD_GROUPS
@@ -215,7 +215,7 @@ def _gap_axes(*arrays: torch.Tensor) -> list[np.ndarray]:
 def _scatter(ax, points, labels, title: str) -> None:
     p_img, p_txt, p_neg, p_far = points
     ax.scatter(*p_img.T, s=5, c=labels.numpy(), cmap="tab10", alpha=0.6, label="ID test images")
-    ax.scatter(*p_far.T, s=5, c="0.6", alpha=0.5, label="far-OoD object images")
+    ax.scatter(*p_far.T, s=5, c=OKABE_ITO["orange"], alpha=0.5, label="far-OoD object images")
     ax.scatter(
         *p_txt.T,
         s=70,
@@ -225,7 +225,7 @@ def _scatter(ax, points, labels, title: str) -> None:
         edgecolors="k",
         label="ID prompts",
     )
-    ax.scatter(*p_neg.T, s=18, marker="x", c="crimson", label="negative labels")
+    ax.scatter(*p_neg.T, s=18, marker="v", c=OKABE_ITO["reddish_purple"], label="negative labels")
     ax.set_title(title, fontsize=10)
 
 
@@ -256,8 +256,10 @@ def _figure(img, id_text, neg_text, labels, summary: dict, stem: Path) -> None:
     gx.set_xlabel("projection on mean(image) - mean(text)")
     names = list(summary["ood"])
     x = np.arange(len(names))
+    colors = {"mcm": OKABE_ITO["sky_blue"], "neglabel": OKABE_ITO["reddish_purple"]}
     for k, s in enumerate(("mcm", "neglabel")):
-        bx.bar(x + (k - 0.5) * 0.38, [summary["ood"][n][s]["auroc"] for n in names], 0.38, label=s)
+        aurocs = [summary["ood"][n][s]["auroc"] for n in names]
+        bx.bar(x + (k - 0.5) * 0.38, aurocs, 0.38, label=s, color=colors[s])
     bx.axhline(0.5, color="k", lw=0.8, ls="--")
     bx.set_xticks(x, names)
     bx.set_ylim(0, 1)

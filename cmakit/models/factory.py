@@ -61,6 +61,19 @@ def _check_name(name: str) -> None:
     )
 
 
+def model_image_size(name: str) -> int:
+    """Input side S of an open_clip architecture (``vision_cfg.image_size``), read from its
+    JSON config without building the model (224 for ViT-B-16).
+
+    Raises:
+        ValueError: an unknown architecture (with close matches).
+    """
+    register_model_configs()
+    _check_name(name)
+    size = open_clip.get_model_config(name)["vision_cfg"]["image_size"]
+    return size if isinstance(size, int) else int(size[0])
+
+
 def _read_pretrained(name: str, pretrained: str | None) -> tuple[str | None, Weights | None]:
     """Split ``pretrained`` into an open_clip tag or a local weights file."""
     if pretrained is None:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from cmakit.common.io import atomic_path, cache_root, fingerprint, read_json, write_json
+from cmakit.data.csp import csp_pool
 from cmakit.models.transforms import paper_transform_key
 from cmakit.pipeline.config import RunConfig
 
@@ -30,6 +31,16 @@ PAPER_GROUPS: dict[str, list[str]] = {
     "far": ["inaturalist", "textures", "openimage_o"],
     "mos": ["mos_inaturalist", "mos_sun", "mos_places", "mos_textures"],
 }
+#: The ID subset each paper group is measured against: OpenOOD v1.5's near/far against its own
+#: ID list (``test_imagenet.txt``), as its evaluator does; MOS against the full ImageNet-1k val.
+PAPER_ID_SUBSETS: dict[str, str] = {"near": "openood_imagenet", "far": "openood_imagenet"}
+#: What each ID test set is, for captions and ``summary.json`` (None = every ID test image).
+ID_SET_LABELS: dict[str | None, str] = {
+    None: "ImageNet-1k val (all images)",
+    "openood_imagenet": "OpenOOD v1.5's ID list benchmark_imglist/imagenet/test_imagenet.txt "
+    "(ImageNet-1k val images)",
+}
+WORLD_ID_SET_LABEL = "the embedded world's ID test images"
 
 
 @dataclasses.dataclass
@@ -43,8 +54,12 @@ class Benchmark:
         id_test: ``(image, label)`` data set of the ID test images.
         ood: OoD set name -> ``(image, label)`` data set (labels unused).
         groups: ``{"near": [...], "far": [...], ...}`` names of ``ood``.
-        candidates: ``(word, pos)`` negative-label candidates, or None for WordNet.
+        candidates: ``(word, pos)`` negative-label candidates, or None for WordNet's
+            ``cfg.neg_pool``.
+        csp_candidates: CSP's conjugated candidates, or None for WordNet's ``"csp"`` pool.
         preprocessing: Description of the image transform (part of cache keys).
+        id_subsets: Name -> indices into ``id_test`` of another ID test set (paper path:
+            ``"openood_imagenet"``, OpenOOD v1.5's ID list); see :func:`id_subsets`.
     """
 
     name: str
@@ -55,6 +70,8 @@ class Benchmark:
     groups: dict[str, list[str]]
     candidates: list[tuple[str, str]] | None
     preprocessing: str
+    csp_candidates: list[tuple[str, str]] | None = None
+    id_subsets: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 def ood_groups(cfg: RunConfig) -> dict[str, list[str]]:
@@ -64,6 +81,19 @@ def ood_groups(cfg: RunConfig) -> dict[str, list[str]]:
 
     groups = OOD_GROUPS if cfg.embedded else PAPER_GROUPS
     return {k: list(v) for k, v in groups.items()}
+
+
+def id_subsets(cfg: RunConfig) -> dict[str, str]:
+    """Group -> the ID subset its OoD sets are measured against (the embedded world: none)."""
+    return {} if cfg.embedded else dict(PAPER_ID_SUBSETS)
+
+
+def id_set_labels(cfg: RunConfig) -> dict[str, str]:
+    """Group -> what its ID test set is, in words (for ``summary.json`` and captions)."""
+    if cfg.embedded:
+        return {group: WORLD_ID_SET_LABEL for group in ood_groups(cfg)}
+    subsets = id_subsets(cfg)
+    return {group: ID_SET_LABELS[subsets.get(group)] for group in ood_groups(cfg)}
 
 
 def record_time(cfg: RunConfig, name: str, seconds: float) -> None:
@@ -128,25 +158,37 @@ def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
         groups=ood_groups(cfg),
         candidates=world.negative_candidates(),
         preprocessing=f"world-{world.config.image_size}px-clip-norm",
+        csp_candidates=csp_pool(world.negative_candidates()),
     )
 
 
 def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
     """ImageNet-1k (ID), OpenOOD v1.5 near/far and MOS sets from the configured roots.
 
+    The ID test set is the full ImageNet-1k val (MOS, Table 1); OpenOOD v1.5's own ID list
+    is its subset ``"openood_imagenet"`` (Table 2; :func:`cmakit.data.paper.openood_id_subset`).
+    Training images get the paper's train transform at the model's input size
+    (:func:`cmakit.models.factory.model_image_size`); every other set gets ``preprocess``.
+
     Raises:
         FileNotFoundError: a missing root, folder or list (the expected layout is shown).
     """
     from cmakit.data import paper as data
+    from cmakit.models.factory import model_image_size
+    from cmakit.models.transforms import paper_transform
 
+    size = model_image_size(cfg.model)
     classnames = data.imagenet_classnames()
     roots = {"imagenet": cfg.imagenet_root or None, "mos": cfg.mos_root or None,
              "openood": cfg.openood_root or None}  # fmt: skip
 
     def train_pairs(tokenizer: Callable, template: str) -> Dataset:
-        images = data.imagenet_split("train", roots["imagenet"])
+        train_tf = paper_transform(size, train=True)
+        images = data.imagenet_split("train", roots["imagenet"], transform=train_tf)
         return data.PromptPairs(images, tokenizer, classnames, template)
 
+    id_test = data.imagenet_split("val", roots["imagenet"], transform=preprocess)
+    openood_ids = data.openood_id_subset(id_test, roots["openood"])
     ood: dict[str, Dataset] = {}
     for name in PAPER_GROUPS["near"] + PAPER_GROUPS["far"]:
         ood[name] = data.openood_dataset(name, roots["openood"], transform=preprocess)
@@ -156,9 +198,10 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
         name="imagenet1k",
         classnames=list(classnames),
         train_pairs=train_pairs,
-        id_test=data.imagenet_split("val", roots["imagenet"], transform=preprocess),
+        id_test=id_test,
         ood=ood,
         groups=ood_groups(cfg),
         candidates=None,
-        preprocessing=paper_transform_key(224),
+        preprocessing=paper_transform_key(size),
+        id_subsets={data.OPENOOD_ID_SUBSET: openood_ids},
     )

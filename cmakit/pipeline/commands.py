@@ -3,7 +3,8 @@
 ``embed`` encodes the ID images, each OoD set, the ID prompts and the negative labels through
 :class:`cmakit.engine.embed.EmbeddingCache` and writes ``embeddings.json``, a manifest of the cache
 files and of the unreadable images per set. ``evaluate`` scores those arrays with MCM or
-NegLabel and writes one metrics JSON (fractions in [0, 1], convention and estimator named).
+NegLabel and writes one metrics JSON (fractions in [0, 1], convention and estimators named,
+per-set metrics and the means of OpenOOD's near / far groups and of MOS).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from cmakit.common.io import read_json, write_json
 from cmakit.data.paper import (
+    MOS_SETS,
     ImageFiles,
     imagefolder_classnames,
     imagenet_split,
@@ -24,6 +26,7 @@ from cmakit.data.paper import (
     resolve_root,
 )
 from cmakit.engine.bundle import EmbeddingBundle
+from cmakit.pipeline.benchmark import PAPER_GROUPS
 
 log = logging.getLogger(__name__)
 MANIFEST = "embeddings.json"
@@ -72,7 +75,7 @@ def run_embed(run) -> dict[str, Any]:
     """Encode everything ``evaluate`` needs; returns (and writes) the manifest."""
     from cmakit.engine.distributed import get_rank, init_distributed
     from cmakit.engine.embed import EmbeddingCache
-    from cmakit.engine.negatives import negative_prompts
+    from cmakit.engine.negatives import negative_prompts, read_negative_labels
     from cmakit.models.factory import load_clip
     from cmakit.models.transforms import paper_transform_key
 
@@ -107,8 +110,11 @@ def run_embed(run) -> dict[str, Any]:
     )
     manifest["neg_text"] = None
     if run.negatives:
-        labels = _negatives(run, model, tokenizer, info.device, names)
-        cache.texts(model, tokenizer, negative_prompts(labels), device=info.device)
+        if Path(run.negatives).suffix.lower() in (".npy", ".txt"):  # fixed prompts, verbatim
+            neg_prompts = read_negative_labels(run.negatives)
+        else:
+            neg_prompts = negative_prompts(_negatives(run, model, tokenizer, info.device, names))
+        cache.texts(model, tokenizer, neg_prompts, device=info.device)
         manifest["neg_text"], manifest["negatives"] = (
             str(cache.last_path.relative_to(out)),
             run.negatives,
@@ -145,23 +151,42 @@ def load_bundle(folder: str | Path, *, need_negatives: bool) -> tuple[EmbeddingB
     return bundle, man
 
 
+def cli_groups(ood_sets) -> dict[str, list[str]]:
+    """The paper profile's groups (near, far, mos) among the command line's set names.
+
+    ``openood-ssb_hard`` and ``openood-ninco`` are near, OpenOOD's iNaturalist, Textures and
+    OpenImage-O far, every ``mos-*`` set MOS; a group is kept when any of its sets is given.
+    """
+    layout = {"near": [f"openood-{n}" for n in PAPER_GROUPS["near"]],
+              "far": [f"openood-{n}" for n in PAPER_GROUPS["far"]],
+              "mos": [f"mos-{n}" for n in MOS_SETS]}  # fmt: skip
+    given = set(ood_sets)
+    return {g: [s for s in sets if s in given] for g, sets in layout.items() if given & set(sets)}
+
+
 def run_evaluate(run) -> dict[str, Any]:
-    """Score cached embeddings with the one evaluator and write the metrics JSON; returns it."""
+    """Score cached embeddings with the one evaluator and write the metrics JSON; returns it.
+
+    Reports each set and the mean of each group (OpenOOD's near and far, the MOS mean), never
+    one mean over MOS and OpenOOD sets together. Every set is measured against ``id_set``.
+    """
     from cmakit.engine.evaluate import ScoreSettings, id_accuracy, ood_results
 
     bundle, man = load_bundle(run.embeddings, need_negatives=run.score == "neglabel")
+    groups = cli_groups(bundle.ood)
     settings = ScoreSettings(neglabel_groups=run.groups, convention=run.convention,
-                             aupr_estimator=run.estimator)  # fmt: skip
+                             aupr_estimator=run.estimator, groups=groups)  # fmt: skip
     score = "neglabel_grouped" if run.score == "neglabel" and run.groups > 1 else run.score
-    per_set = ood_results(bundle, settings, scores=(score,))[score] if bundle.ood else {}
+    metrics = ood_results(bundle, settings, scores=(score,))[score] if bundle.ood else {}
+    per_set = {k: v for k, v in metrics.items() if k in bundle.ood}
+    group_means = {g: metrics[f"{g}_mean"] for g in groups}
     acc = id_accuracy(bundle.id_images, bundle.id_labels, bundle.id_texts)
-    keys = ("fpr95", "auroc", "aupr_in", "aupr_out")
-    mean = {k: float(np.mean([m[k] for m in per_set.values()])) for k in keys} if per_set else {}
     result = {"score": run.score, "groups": run.groups, "convention": run.convention,
-              "aupr_estimator": run.estimator, "units": "fraction", "id_set": man["id_set"],
-              "id_accuracy": acc, "per_set": per_set, "mean": mean,
+              "fpr95_estimator": settings.fpr95_estimator, "aupr_estimator": run.estimator,
+              "units": "fraction", "id_set": man["id_set"], "id_accuracy": acc,
+              "per_set": per_set, "group_sets": groups, "group_means": group_means,
               "bad_images": man["bad_images"], "bad_paths": man["bad_paths"],
               "embeddings": str(run.embeddings)}  # fmt: skip
     write_json(run.out, result)
-    log.info("%s: mean %s, ID accuracy %.4f", run.score, mean, acc)
+    log.info("%s: group means %s, ID accuracy %.4f", run.score, group_means, acc)
     return result

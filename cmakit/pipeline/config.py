@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cmakit.common.config import ConfigError, check_keys, from_dict, to_dict
 from cmakit.common.constants import CONVENTIONS, TEST_PROMPT, TRAIN_PROMPT
+from cmakit.data.wordnet import POOLS
 
 Profile = Literal["smoke", "cpu", "paper"]
 PROFILE_NAMES = ("smoke", "cpu", "paper")
@@ -31,8 +32,8 @@ class RunConfig:
     Attributes are grouped by stage; units are steps, pairs, or plain numbers as named.
     """
 
-    run_dir: str
-    profile: Profile
+    run_dir: str  # run folder (relative: to the caller's directory, or the project in a notebook)
+    profile: Profile  # preset of every other field: smoke | cpu | paper
     # where the data come from
     world: str  # embedded-world preset ("smoke" | "cpu"); "" on the paper path
     model: str  # open_clip architecture name
@@ -41,30 +42,35 @@ class RunConfig:
     mos_root: str  # paper path: MOS OoD root (iNaturalist/, SUN/, Places/, Textures/)
     openood_root: str  # paper path: OpenOOD v1.5 root (benchmark_imglist/, images_*)
     # fine-tuning
-    seeds: list[int]
+    seeds: list[int]  # fine-tuning seeds (data order; the world's evaluation samples)
     lam: float  # CMA weight lambda for the "cma" model
-    finetune_epochs: int
+    finetune_epochs: int  # passes over the ID training pairs
     finetune_max_steps: int  # 0 = no cap
     finetune_batch_size: int  # global batch (pairs)
-    finetune_lr: float
-    finetune_warmup_steps: int
-    weight_decay: float
+    finetune_lr: float  # AdamW peak learning rate (cosine schedule to 0)
+    finetune_warmup_steps: int  # linear warm-up steps
+    weight_decay: float  # AdamW weight decay, on all parameters
     precision: str  # "fp32" | "bf16"
-    train_prompt: str
+    train_prompt: str  # prompt of the fine-tuning pairs, one {} for the class name
+    finetune_micro_batch_size: int  # most pairs one device encodes at once (0 = its whole share)
+    grad_checkpointing: bool  # recompute activations in backward: less memory, ~1/3 more compute
     # evaluation
-    test_prompt: str
+    test_prompt: str  # ID prompt at test time (scores, accuracy, mining), one {}
     neg_fraction: float  # share of nouns and of adjectives kept as negative labels
-    neglabel_temperature: float
+    neg_pool: str  # paper path: WordNet pool, "all" | "neglabel" | "csp" (the world: its lexicon)
+    negative_labels: str  # "" = mine; else a .npy/.txt/.tsv of prompts used verbatim
+    neglabel_temperature: float  # NegLabel's tau on cosines
     neglabel_groups: int  # groups of the grouped NegLabel score
-    mcm_temperature: float
+    mcm_temperature: float  # MCM's softmax temperature T on cosines
     convention: str  # "id_positive" (paper, MOS) | "ood_positive" (OpenOOD v1.5)
     bootstrap: int  # bootstrap resamples for confidence intervals (0 = none)
     # lambda ablation
-    ablation_lams: list[float]
+    ablation_lams: list[float]  # lambda grid of the ablation (0 = FLYP)
     ablation_seeds: int  # how many of `seeds` the ablation uses
     # machine
-    device: str
+    device: str  # auto | cpu | cuda | cuda:N
     threads: int  # torch CPU threads (0 = torch's default)
+    num_workers: int  # data-loader worker processes for image folders (paper path)
     cache_dir: str  # "" = the project's .cache/cmakit (or $CMAKIT_CACHE)
 
     def __post_init__(self) -> None:
@@ -78,6 +84,10 @@ class RunConfig:
             raise ConfigError(f"lam={self.lam!r} must be in [0, 1] (0 is FLYP; the paper: 0.001).")
         if not 0 < self.neg_fraction <= 1:
             raise ConfigError(f"neg_fraction={self.neg_fraction!r} must be in (0, 1].")
+        if self.neg_pool not in POOLS:
+            raise ConfigError(
+                f"neg_pool={self.neg_pool!r} is not known; choose one of {list(POOLS)}."
+            )
         if self.convention not in CONVENTIONS:
             raise ConfigError(
                 f"convention={self.convention!r} is not known; choose 'id_positive' or 'ood_positive'."
@@ -103,7 +113,7 @@ class RunConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be > 0.")
         for name in ("finetune_max_steps", "finetune_warmup_steps", "weight_decay", "bootstrap",
-                     "threads"):  # fmt: skip
+                     "threads", "finetune_micro_batch_size", "num_workers"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 0.")
         for name in ("train_prompt", "test_prompt"):
@@ -145,6 +155,8 @@ _COMMON: dict[str, Any] = {
     "train_prompt": TRAIN_PROMPT,
     "test_prompt": TEST_PROMPT,
     "neg_fraction": 0.15,  # NegLabel: 15% of nouns and of adjectives
+    "neg_pool": "all",  # every WordNet noun and adjective lemma
+    "negative_labels": "",  # mine them
     "neglabel_temperature": 0.01,
     "neglabel_groups": 100,
     "mcm_temperature": 1.0,
@@ -154,6 +166,9 @@ _COMMON: dict[str, Any] = {
     "threads": 0,
     "cache_dir": "",
     "finetune_max_steps": 0,
+    "finetune_micro_batch_size": 0,
+    "grad_checkpointing": False,
+    "num_workers": 0,  # the embedded world is in memory
 }
 
 #: Profile presets: every RunConfig field but run_dir/profile.
@@ -206,6 +221,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "finetune_warmup_steps": 500,
         "ablation_lams": [0.0, 1e-4, 1e-3, 1e-2],
         "ablation_seeds": 1,
+        "neg_pool": "neglabel",  # NegLabel's own lexicographer files (~70k words)
+        "num_workers": 8,
     },
 }
 
@@ -316,7 +333,8 @@ def notebook_config(
 
 
 #: RunConfig fields that hold paths (``pretrained`` may instead be an open_clip tag).
-PATH_FIELDS = ("run_dir", "pretrained", "imagenet_root", "mos_root", "openood_root", "cache_dir")
+PATH_FIELDS = ("run_dir", "pretrained", "imagenet_root", "mos_root", "openood_root", "cache_dir",
+               "negative_labels")  # fmt: skip
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
@@ -351,3 +369,23 @@ def profile_overrides(cfg: RunConfig) -> dict[str, Any]:
     preset = PROFILES[cfg.profile]
     values = config_to_dict(cfg)
     return {k: v for k, v in values.items() if k in preset and preset[k] != v}
+
+
+def field_help() -> list[dict[str, Any]]:
+    """Every RunConfig field with its meaning (the comment beside it in the class) and its
+    value in each profile: what ``bash run_all.sh --help-config`` prints."""
+    import inspect
+    import re
+
+    meaning = {}
+    for line in inspect.getsource(RunConfig).splitlines():
+        m = re.match(r"\s{4}(\w+): [^#]+#\s*(.*)$", line)
+        if m:
+            meaning[m.group(1)] = m.group(2).strip()
+    rows = []
+    for f in dataclasses.fields(RunConfig):
+        values = {p: PROFILES[p].get(f.name, f"runs/{p}" if f.name == "run_dir" else p)
+                  for p in PROFILE_NAMES}  # fmt: skip
+        rows.append({"field": f.name, "type": str(f.type), "meaning": meaning.get(f.name, ""),
+                     **values})  # fmt: skip
+    return rows

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cmakit.common.io import fingerprint
+from cmakit.common.io import file_digest, fingerprint
 from cmakit.pipeline.config import RunConfig
 
 #: RunConfig fields read by each stage (besides its upstream products).
@@ -23,7 +23,8 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     # where ID/OoD data come from; the seed is added per product
     "data": ("profile", "world", "imagenet_root", "mos_root", "openood_root"),
     "base_model": ("world", "model", "pretrained"),
-    "negatives": ("test_prompt", "neg_fraction"),
+    "negatives": ("test_prompt", "neg_fraction", "neg_pool", "negative_labels"),
+    "csp_negatives": ("test_prompt", "neg_fraction"),
     "finetune": (
         "finetune_epochs",
         "finetune_max_steps",
@@ -52,8 +53,12 @@ SELECTING_FIELDS: dict[str, str] = {
     "ablation_lams": "the ablation points",
     "ablation_seeds": "the ablation points",
 }
-#: Fields that change no number (where and how fast a run computes).
-NEUTRAL_FIELDS: tuple[str, ...] = ("device", "threads", "cache_dir", "run_dir")
+#: Fields that change no number (where and how fast a run computes). Micro-batches keep the
+#: loss of the whole global batch (feature cache), and checkpointing recomputes the same values.
+NEUTRAL_FIELDS: tuple[str, ...] = (
+    "device", "threads", "cache_dir", "run_dir", "num_workers", "finetune_micro_batch_size",
+    "grad_checkpointing",
+)  # fmt: skip
 
 
 def affected_by(field: str) -> str:
@@ -99,9 +104,23 @@ def data_key(cfg: RunConfig, seed: int) -> str:
 
 
 def negatives_key(cfg: RunConfig) -> str:
-    """Negative labels: mined once with the zero-shot text tower over the run's candidates."""
+    """Negative labels: mined once with the zero-shot text tower over the run's candidates, or
+    the prompts of the file ``cfg.negative_labels`` (keyed by its content, not its path)."""
+    if cfg.negative_labels:
+        if not os.path.isfile(cfg.negative_labels):
+            raise FileNotFoundError(
+                f"negative_labels={cfg.negative_labels!r} is not a file; give the authors' "
+                "neg_label_10000.npy (or a .txt/.tsv of prompts), or '' to mine them."
+            )
+        return fingerprint("negatives-file", file_digest(cfg.negative_labels))
     return fingerprint("negatives", base_model_key(cfg), data_key(cfg, cfg.seeds[0]),
                        _fields(cfg, "negatives"))  # fmt: skip
+
+
+def csp_negatives_key(cfg: RunConfig) -> str:
+    """CSP's negative labels: mined like NegLabel's, over the conjugated pool."""
+    return fingerprint("csp_negatives", base_model_key(cfg), data_key(cfg, cfg.seeds[0]),
+                       _fields(cfg, "csp_negatives"))  # fmt: skip
 
 
 def model_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
@@ -114,8 +133,8 @@ def model_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
 
 def embeddings_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
     """A model's embeddings of the seed's benchmark, its ID prompts and the negative labels."""
-    return fingerprint("embed", model_key(cfg, lam, seed), data_key(cfg, seed),
-                       negatives_key(cfg), _fields(cfg, "embed"))  # fmt: skip
+    return fingerprint("embed", model_key(cfg, lam, seed), data_key(cfg, seed), negatives_key(cfg),
+                       csp_negatives_key(cfg), _fields(cfg, "embed"))  # fmt: skip
 
 
 def metrics_key(cfg: RunConfig, lam: float | None, seed: int) -> str:

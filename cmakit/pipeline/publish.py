@@ -19,7 +19,8 @@ from cmakit.report.writers import to_markdown
 
 FIGURES = ("world_samples", "pretraining_curve", "training_curves", "pca_panels", "gap_direction", "gap_shift",
            "ablation", "auroc_neglabel", "auroc_mcm")  # fmt: skip
-TABLES = ("benchmark_neglabel", "benchmark_mcm", "id_accuracy", "geometry", "ablation")
+TABLES = ("benchmark_neglabel", "benchmark_mcm", "benchmark_csp_vs_neglabel", "id_accuracy",
+          "geometry", "ablation")  # fmt: skip
 
 
 def _pm(node: dict[str, Any], key: str, scale: float = 100.0, digits: int = 1) -> str:
@@ -28,12 +29,15 @@ def _pm(node: dict[str, Any], key: str, scale: float = 100.0, digits: int = 1) -
 
 
 def headline_rows(summary: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per method: ID accuracy, gap, and far/near FPR95/AUROC of MCM and NegLabel."""
+    """One row per method: ID accuracy, gap, and far/near FPR95/AUROC of MCM, NegLabel and (when
+    the run has it) CSP, which is grouped (CSP's configuration) where NegLabel here is not."""
     rows = []
     for method, entry in summary["methods"].items():
         row = {"model": method, "ID acc. %": _pm(entry, "id_accuracy"),
                "gap": _pm(entry, "modality_gap", scale=1.0, digits=3)}  # fmt: skip
-        for score, label in (("mcm", "MCM"), ("neglabel", "NegLabel")):
+        for score, label in (("mcm", "MCM"), ("neglabel", "NegLabel"), ("csp", "CSP")):
+            if score not in entry["ood"]:
+                continue
             for group in ("near", "far"):
                 node = entry["ood"][score][f"{group}_mean"]
                 row[f"{label} {group} FPR95"] = _pm(node, "fpr95")

@@ -17,7 +17,7 @@ from cmakit.common.io import read_json, write_json
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import ScoreSettings, evaluate
 from cmakit.pipeline import products, steps
-from cmakit.pipeline.benchmark import ood_groups
+from cmakit.pipeline.benchmark import id_set_labels, id_subsets, ood_groups
 from cmakit.pipeline.config import RunConfig
 
 
@@ -27,6 +27,7 @@ def score_settings(cfg: RunConfig) -> ScoreSettings:
         mcm_temperature=cfg.mcm_temperature, neglabel_temperature=cfg.neglabel_temperature,
         neglabel_groups=cfg.neglabel_groups, convention=cfg.convention,
         aupr_estimator=AUPR_ESTIMATOR, bootstrap=cfg.bootstrap, groups=ood_groups(cfg),
+        id_subsets=id_subsets(cfg),
     )  # fmt: skip
 
 
@@ -118,12 +119,12 @@ def pca_layers(
 ) -> dict[str, np.ndarray]:
     """The four layers of the PCA figure, each subsampled to ``max_points`` rows (fixed seed).
 
-    Layers: ``id_images``, ``id_texts`` (one prompt per class), ``neg_texts`` and
-    ``ood_images`` (all OoD sets pooled).
+    Layers: ``id_images``, ``id_texts`` (one prompt per class), ``neg_texts`` and one
+    ``ood:<set>`` layer per OoD set (so that the figures tell the sets apart).
     """
     rng = np.random.default_rng(seed)
-    layers = {"id_images": emb.id_images, "id_texts": emb.id_texts,
-              "neg_texts": emb.neg_texts, "ood_images": emb.ood_pooled()}  # fmt: skip
+    layers = {"id_images": emb.id_images, "id_texts": emb.id_texts, "neg_texts": emb.neg_texts,
+              **{f"ood:{name}": x for name, x in emb.ood.items()}}  # fmt: skip
     return {
         k: v if len(v) <= max_points else v[np.sort(rng.choice(len(v), max_points, replace=False))]
         for k, v in layers.items()
@@ -154,6 +155,7 @@ def build_run_summary(cfg: RunConfig, *, write: bool = True) -> dict[str, Any]:
     summary = build_summary(
         cfg.profile, cfg.seeds, all_records(cfg), steps.ablation_rows(cfg), timings(cfg),
         cfg.convention, groups=ood_groups(cfg), aupr_estimator=AUPR_ESTIMATOR,
+        fpr_estimator=score_settings(cfg).fpr95_estimator, id_sets=id_set_labels(cfg),
     )  # fmt: skip
     validate_summary(summary)
     summary["fingerprints"] = fingerprints(cfg)

@@ -37,6 +37,7 @@ NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 
 #: The notebook sequence, in order, and whether each runs on the paper profile.
 NOTEBOOKS: list[tuple[str, bool]] = [
+    ("00_primer.ipynb", True),
     ("01_pretrain.ipynb", False),
     ("02_finetune.ipynb", True),
     ("03_embed.ipynb", True),
@@ -44,7 +45,11 @@ NOTEBOOKS: list[tuple[str, bool]] = [
     ("05_geometry.ipynb", True),
     ("06_lambda_ablation.ipynb", True),
     ("07_benchmark_tables.ipynb", True),
+    ("08_explorer.ipynb", True),
 ]
+
+#: Notebooks that read no run folder: they get no run parameters (only their own defaults).
+STANDALONE = {"00_primer.ipynb"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="run_all.sh",
         description="Run the cmakit notebook pipeline (pretrain, fine-tune, embed, gap, "
-        "geometry, lambda ablation, tables) and leave a run folder with everything it made.",
+        "geometry, lambda ablation, tables, explorer) and leave a run folder with everything it made.",
     )
     p.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="default: cpu")
     p.add_argument(
@@ -72,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (e.g. 04 05)")
     p.add_argument(
         "--dry-run", action="store_true", help="validate configuration and paths, run nothing"
+    )
+    p.add_argument(
+        "--help-config",
+        action="store_true",
+        help="list every configuration field with its meaning and each profile's value, and exit",
     )
     return p.parse_args(argv)
 
@@ -172,7 +182,7 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
             papermill.execute_notebook(
                 str(NOTEBOOK_DIR / name),
                 str(out_nb),
-                parameters=params,
+                parameters={} if name in STANDALONE else params,
                 kernel_name="python3",
                 cwd=str(PROJECT_ROOT),
                 progress_bar=False,
@@ -217,6 +227,17 @@ def interrupted_message(cfg: RunConfig, name: str, names: list[str], what: str) 
             f"Resume with: {resume}")  # fmt: skip
 
 
+def help_config_text() -> str:
+    """A plain-text table of every RunConfig field: meaning and value per profile."""
+    from cmakit.pipeline.config import field_help
+
+    lines = []
+    for row in field_help():
+        values = "  ".join(f"{p}={row[p]!r}" for p in PROFILE_NAMES)
+        lines.append(f"{row['field']} ({row['type']}): {row['meaning'] or '-'}\n    {values}")
+    return "\n".join(lines)
+
+
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{field: (old, new)}`` for every field whose value differs between two configs."""
     keys = sorted(set(old) | set(new))
@@ -251,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bash run_all.sh``."""
     logging.basicConfig(level=logging.INFO, format="[cmakit] %(message)s")
     args = parse_args(argv)
+    if args.help_config:
+        print(help_config_text())
+        return 0
     try:
         overrides = _overrides(args)
         overrides.setdefault("run_dir", str(PROJECT_ROOT / "runs" / args.profile))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cmakit.common.io import read_json, write_json
-from cmakit.engine.bundle import EmbeddingBundle
+from cmakit.engine.bundle import EmbeddingBundle, surviving_rows
 from cmakit.pipeline import products
 from cmakit.pipeline.benchmark import (
     Benchmark,
@@ -118,9 +118,10 @@ def benchmark(cfg: RunConfig, seed: int, preprocess: Any = None) -> Benchmark:
     if cfg.embedded:
         return embedded_benchmark(cfg, seed)
     if preprocess is None:
+        from cmakit.models.factory import model_image_size
         from cmakit.models.transforms import paper_transform
 
-        preprocess = paper_transform(224, train=False)
+        preprocess = paper_transform(model_image_size(cfg.model), train=False)
     return paper_benchmark(cfg, preprocess)
 
 
@@ -138,22 +139,16 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
         Facts of the run: ``model_path``, ``history_path``, ``wall_time_s``, ``pairs_per_s``,
         ``final_step``, ``lam``, ``seed``, ``cached``.
     """
-    from cmakit.engine.trainer import TrainConfig, train
+    from cmakit.engine.trainer import train
 
     weight = _lam(cfg, method, lam)
     out = model_dir(cfg, method, seed, lam)
     done = out / "result.json"
     if done.is_file():
         return {**read_json(done), "cached": True}
-    tcfg = TrainConfig(
-        lam=weight, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.finetune_warmup_steps, epochs=cfg.finetune_epochs,
-        max_steps=cfg.finetune_max_steps or None, batch_size=cfg.finetune_batch_size,
-        precision=cfg.precision, seed=seed, device=cfg.device,
-        num_workers=0 if cfg.embedded else 8, log_every=max(1, cfg.finetune_max_steps // 10 or 10),
-    )  # fmt: skip
-    gpus = torch.cuda.device_count() if tcfg.device in ("auto", "cuda") else 0
-    if not cfg.embedded and gpus > 1:
+    tcfg = train_config(cfg, weight, seed)
+    gpus = finetune_processes(cfg)
+    if gpus > 1:
         facts = _finetune_torchrun(cfg, tcfg, out, gpus)
     else:
         model, tokenizer, _ = base_model(cfg)
@@ -171,6 +166,28 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
     return {**facts, "cached": False}
 
 
+def train_config(cfg: RunConfig, lam: float, seed: int) -> Any:
+    """The :class:`~cmakit.engine.trainer.TrainConfig` of one fine-tuning run of ``cfg``."""
+    from cmakit.engine.trainer import TrainConfig
+
+    return TrainConfig(
+        lam=lam, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.finetune_warmup_steps, epochs=cfg.finetune_epochs,
+        max_steps=cfg.finetune_max_steps or None, batch_size=cfg.finetune_batch_size,
+        micro_batch_size=cfg.finetune_micro_batch_size or None,
+        grad_checkpointing=cfg.grad_checkpointing, precision=cfg.precision, seed=seed,
+        device=cfg.device, num_workers=cfg.num_workers,
+        log_every=max(1, cfg.finetune_max_steps // 10 or 10),
+    )  # fmt: skip
+
+
+def finetune_processes(cfg: RunConfig) -> int:
+    """Processes that fine-tune: every visible GPU on the paper path (any count), else 1."""
+    if cfg.embedded or cfg.device not in ("auto", "cuda"):
+        return 1
+    return max(1, torch.cuda.device_count())
+
+
 def torchrun_command(cfg: RunConfig, tcfg: Any, out: Path, nproc: int) -> list[str]:
     """The ``torchrun -m cmakit train`` command line that fine-tunes with ``tcfg`` on ``nproc``
     processes (every TrainConfig field becomes its flag, so both paths train alike)."""
@@ -184,16 +201,20 @@ def torchrun_command(cfg: RunConfig, tcfg: Any, out: Path, nproc: int) -> list[s
     if cfg.imagenet_root:
         cmd += ["--imagenet", cfg.imagenet_root]
     for key, value in to_dict(tcfg).items():
-        if value is not None and key != "progress":
-            cmd += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool) and key != "progress":
+            cmd += [flag if value else f"--no-{flag[2:]}"]
+        elif value is not None and key != "progress":
+            cmd += [flag, str(value)]
     return cmd
 
 
 def _finetune_torchrun(cfg: RunConfig, tcfg: Any, out: Path, gpus: int) -> dict[str, Any]:
-    """Fine-tune on every visible GPU through :func:`torchrun_command`.
+    """Fine-tune on every visible GPU (any count) through :func:`torchrun_command`.
 
-    The global batch stays ``tcfg.batch_size``: features are gathered across processes before
-    the loss, so N processes give the update of one process at the full batch.
+    The global batch stays ``tcfg.batch_size``, split into per-GPU shares that differ by at most
+    one pair (and into micro-batches of at most ``tcfg.micro_batch_size``); the loss is that of
+    the whole global batch, so N processes give the update of one process at the full batch.
     """
     import subprocess
 
@@ -229,30 +250,79 @@ def read_history(cfg: RunConfig, method: str, seed: int) -> list[dict[str, Any]]
 
 
 # ---------------------------------------------------------------- negative labels
-def negative_labels(cfg: RunConfig) -> list[Any]:
-    """Mine the negative labels once, with the zero-shot (pretrained) text encoder.
-
-    Saved to ``<run_dir>/negatives/<fingerprint>.tsv`` (word, pos, affinity); later calls load it.
-    """
+def _mine(cfg: RunConfig, path: Path, candidates: Any, timing: str) -> list[Any]:
+    """Mine over ``candidates()`` with the zero-shot text encoder, or load ``path``."""
     from cmakit.engine.negatives import load_negative_labels, mine_negatives, save_negative_labels
 
-    path = negative_labels_path(cfg)
     if path.is_file():
         return load_negative_labels(path)
     model, tokenizer, _ = base_model(cfg)
     bench = benchmark(cfg, cfg.seeds[0])
     start = time.perf_counter()
     labels = mine_negatives(
-        model, tokenizer, bench.classnames, candidates=bench.candidates,
+        model, tokenizer, bench.classnames, candidates=candidates(bench),
         keep=cfg.neg_fraction, id_template=cfg.test_prompt, device=cfg.device,
     )  # fmt: skip
     save_negative_labels(path, labels)
-    record_time(cfg, "negative_mining_s", time.perf_counter() - start)
+    record_time(cfg, timing, time.perf_counter() - start)
     return labels
 
 
+def negative_labels(cfg: RunConfig) -> list[Any]:
+    """Mine the negative labels once, with the zero-shot (pretrained) text encoder.
+
+    Candidates: the world's lexicon, or on the paper path the WordNet pool ``cfg.neg_pool``.
+    Saved to ``<run_dir>/negatives/<fingerprint>.tsv`` (word, pos, affinity); later calls load it.
+
+    Raises:
+        ValueError: ``cfg.negative_labels`` names a file: the run uses its prompts verbatim
+            (:func:`negative_prompts`), it mines nothing.
+    """
+    if cfg.negative_labels:
+        raise ValueError(
+            f"negative_labels={cfg.negative_labels!r}: this run uses that file's prompts verbatim "
+            "and mines none; read them with steps.negative_prompts(cfg)."
+        )
+
+    def candidates(bench: Benchmark) -> list[tuple[str, str]]:
+        from cmakit.data.wordnet import wordnet_candidates
+
+        return (
+            bench.candidates if bench.candidates is not None else wordnet_candidates(cfg.neg_pool)
+        )
+
+    return _mine(cfg, negative_labels_path(cfg), candidates, "negative_mining_s")
+
+
+def negative_prompts(cfg: RunConfig) -> list[str]:
+    """The negative-label prompts every model of the run encodes: the file
+    ``cfg.negative_labels`` verbatim (duplicates and all), else the mined labels' prompts."""
+    from cmakit.engine.negatives import negative_prompts as prompts_of
+    from cmakit.engine.negatives import read_negative_labels
+
+    if cfg.negative_labels:
+        return read_negative_labels(cfg.negative_labels)
+    return prompts_of(negative_labels(cfg))
+
+
+def csp_labels(cfg: RunConfig) -> list[Any]:
+    """CSP's negative labels (Chen et al., NeurIPS 2024), mined like NegLabel's over the
+    conjugated pool: the world's lexicon (:func:`cmakit.data.csp.csp_pool`) or WordNet's
+    ``"csp"`` pool. Saved to ``<run_dir>/negatives/csp-<fingerprint>.tsv``."""
+
+    def candidates(bench: Benchmark) -> list[tuple[str, str]]:
+        from cmakit.data.wordnet import wordnet_candidates
+
+        return (
+            bench.csp_candidates if bench.csp_candidates is not None else wordnet_candidates("csp")
+        )
+
+    path = Path(cfg.run_dir) / "negatives" / f"csp-{products.csp_negatives_key(cfg)}.tsv"
+    return _mine(cfg, path, candidates, "csp_mining_s")
+
+
 def negative_labels_path(cfg: RunConfig) -> Path:
-    """Where the run's negative labels are (or will be) saved."""
+    """Where the run's mined negative labels are (or will be) saved."""
     return Path(cfg.run_dir) / "negatives" / f"{products.negatives_key(cfg)}.tsv"
 
 
@@ -273,10 +343,11 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
 
     Returns:
         The model's :class:`~cmakit.engine.bundle.EmbeddingBundle` of the seed's benchmark:
-        ID test images and labels, ID prompts (test prompt), negative labels, OoD sets.
+        ID test images and labels, ID prompts (test prompt), negative labels (NegLabel's and
+        CSP's), OoD sets.
     """
     from cmakit.engine.embed import EmbeddingCache
-    from cmakit.engine.negatives import negative_prompts
+    from cmakit.engine.negatives import negative_prompts as prompts_of
 
     path = embeddings_path(cfg, method, seed, lam)
     if path.is_file():
@@ -285,21 +356,25 @@ def embed(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None) -
     bench = benchmark(cfg, seed)
     cache = EmbeddingCache(Path(cfg.run_dir) / "embeddings" / "cache")
     opts = {"device": cfg.device, "progress": True}
-    workers = {"num_workers": 0 if cfg.embedded else 8}
+    workers = {"num_workers": cfg.num_workers}
     enc = cache.images(model, bench.id_test, preprocessing=bench.preprocessing, **opts, **workers)
     prompts = [cfg.test_prompt.format(c) for c in bench.classnames]
     id_texts = cache.texts(model, tokenizer, prompts, **opts)
-    neg_texts = cache.texts(model, tokenizer, negative_prompts(negative_labels(cfg)), **opts)
+    neg_texts = cache.texts(model, tokenizer, negative_prompts(cfg), **opts)
+    csp_texts = cache.texts(model, tokenizer, prompts_of(csp_labels(cfg)), **opts)
     bad, ood = {"id_test": len(enc.bad_paths)}, {}
     for name, data in bench.ood.items():
         got = cache.images(model, data, preprocessing=bench.preprocessing, **opts, **workers)
         ood[name], bad[name] = got.embeddings, len(got.bad_paths)
     if any(bad.values()):
         log.warning("unreadable images skipped while embedding: %s", bad)
+    paths = [path for path, _ in getattr(bench.id_test, "samples", [])]
+    subsets = {name: surviving_rows(rows, paths, enc.bad_paths)
+               for name, rows in bench.id_subsets.items()}  # fmt: skip
     bundle = EmbeddingBundle(
         id_images=enc.embeddings, id_labels=enc.labels, id_texts=id_texts, neg_texts=neg_texts,
         logit_scale=float(model.logit_scale.detach().exp()), ood=ood,
-        bad_images=sum(bad.values()),
+        bad_images=sum(bad.values()), csp_texts=csp_texts, id_subsets=subsets,
     )  # fmt: skip
     bundle.save(path)
     return bundle
@@ -325,18 +400,35 @@ def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     result = evaluate_model(cfg, "cma", seed, lam=float(lam))
     row: dict[str, Any] = {"lam": float(lam), "seed": seed, "fingerprint": key,
-                           "id_accuracy": result["id_accuracy"],
-                           "modality_gap": result["modality_gap"]}  # fmt: skip
+                           **ablation_metrics(result)}  # fmt: skip
+    row["wall_s"] = time.perf_counter() - start
+    write_json(path, row)
+    return row
+
+
+def ablation_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The columns of an ablation row from a per-seed record: ``id_accuracy``,
+    ``modality_gap``, ``<score>_<metric>`` (mean over all OoD sets) and
+    ``<score>_<group>_<metric>`` for the MCM and NegLabel scores."""
+    row = {"id_accuracy": record["id_accuracy"], "modality_gap": record["modality_gap"]}
     for score in ("mcm", "neglabel"):
-        per = result["ood"][score]
+        per = record["ood"][score]
         sets = [k for k in per if not k.endswith("_mean")]
         for metric in ("fpr95", "auroc"):
             row[f"{score}_{metric}"] = float(np.mean([per[s][metric] for s in sets]))
             for group in (k for k in per if k.endswith("_mean")):
                 row[f"{score}_{group.removesuffix('_mean')}_{metric}"] = per[group][metric]
-    row["wall_s"] = time.perf_counter() - start
-    write_json(path, row)
     return row
+
+
+def ablation_reference(cfg: RunConfig) -> dict[str, float]:
+    """The zero-shot model in the ablation's columns, averaged over the ablation's seeds: the
+    reference every λ is compared with (no fine-tuning at all)."""
+    from cmakit.pipeline.results import evaluate_model
+
+    rows = [ablation_metrics(evaluate_model(cfg, "zero_shot", seed))
+            for seed in cfg.seeds[: cfg.ablation_seeds]]  # fmt: skip
+    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
 
 
 def ablation_rows(cfg: RunConfig) -> list[dict[str, Any]]:

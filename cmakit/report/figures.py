@@ -20,11 +20,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from cmakit.common.constants import MODEL_LABELS
+from cmakit.common.constants import MODEL_LABELS, OKABE_ITO
 from cmakit.common.io import atomic_path
 
-MODEL_COLORS = {"zero_shot": "#7f7f7f", "flyp": "#1f77b4", "cma": "#ff7f0e"}
-_FALLBACK = ("#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+#: One colour per model in every figure: zero-shot a neutral grey (the reference), FLYP blue,
+#: CMA vermillion; other models (λ values of a sweep) take the fallbacks in order.
+MODEL_COLORS = {"zero_shot": "#808080", "flyp": OKABE_ITO["blue"], "cma": OKABE_ITO["vermillion"]}
+_FALLBACK = tuple(
+    OKABE_ITO[k] for k in ("bluish_green", "reddish_purple", "sky_blue", "orange", "black")
+)
+#: Style of a zero-shot reference line (a model that is not a curve of the plot).
+REFERENCE_STYLE = {"color": MODEL_COLORS["zero_shot"], "ls": "--", "lw": 1.2, "zorder": 0}
 CONVENTION_TITLES = {
     "id_positive": "ID positive (paper / MOS)",
     "ood_positive": "OoD positive (OpenOOD v1.5)",
@@ -42,17 +48,23 @@ STYLE = {
     "axes.spines.right": False,
     "savefig.bbox": "tight",
 }
-# PCA panel layers: key -> (legend label, colour, marker, size, alpha), drawn in this order.
+# PCA panel layers: key -> (legend label, colour, marker, size, alpha), drawn in this order
+# (the big image clouds first, the few texts on top so that they stay visible).
 PCA_LAYERS = {
-    "neg_texts": ("negative-label texts", "#9467bd", ".", 6, 0.35),
-    "ood_images": ("OoD images", "#d62728", "x", 10, 0.5),
-    "id_images": ("ID images", "#1f77b4", "o", 8, 0.5),
-    "id_texts": ("ID texts", "#2ca02c", "*", 60, 0.95),
+    "id_images": ("ID images", OKABE_ITO["sky_blue"], "o", 12, 0.5),
+    "ood_images": ("OoD images", OKABE_ITO["orange"], "x", 12, 0.5),
+    "neg_texts": ("negative labels (texts)", OKABE_ITO["reddish_purple"], "v", 16, 0.8),
+    "id_texts": ("ID prompts (texts)", OKABE_ITO["black"], "*", 90, 1.0),
 }
+#: Layers ``ood:<set>`` (one per OoD set): colour and marker by the set's order.
+OOD_STYLES = (
+    (OKABE_ITO["orange"], "x"), (OKABE_ITO["vermillion"], "+"), (OKABE_ITO["bluish_green"], "1"),
+    (OKABE_ITO["yellow"], "d"), (OKABE_ITO["blue"], "2"), ("#8C510A", "3"),
+)  # fmt: skip
 
 
 def model_color(model: str, order: int = 0) -> str:
-    """The fixed colour of ``model`` (zero_shot grey, flyp blue, cma orange), else a fallback."""
+    """The fixed colour of ``model`` (zero_shot grey, flyp blue, cma vermillion), else a fallback."""
     return MODEL_COLORS.get(model, _FALLBACK[order % len(_FALLBACK)])
 
 
@@ -96,6 +108,25 @@ def save_figure(fig: Figure, path_stem: str | os.PathLike, *, dpi: int = 150) ->
     return paths
 
 
+def _layer_styles(keys: Sequence[str]) -> dict[str, tuple]:
+    """Style of each layer key: :data:`PCA_LAYERS`, or ``ood:<set>`` styled by set order."""
+    unknown = [k for k in keys if k not in PCA_LAYERS and not k.startswith("ood:")]
+    if unknown:
+        raise KeyError(
+            f"Unknown PCA layers {sorted(unknown)}; use {list(PCA_LAYERS)} or 'ood:<set>'."
+        )
+    sets = [k for k in keys if k.startswith("ood:")]
+    styles = {}
+    for key, style in PCA_LAYERS.items():
+        if key == "ood_images":  # per-set OoD layers take the place of the pooled one
+            for n, k in enumerate(sets):
+                color, marker = OOD_STYLES[n % len(OOD_STYLES)]
+                styles[k] = (f"OoD: {k.removeprefix('ood:')}", color, marker, 14, 0.5)
+        if key in keys:
+            styles[key] = style
+    return styles
+
+
 def plot_pca_panels(
     projections: Mapping[str, Mapping[str, np.ndarray]],
     *,
@@ -107,8 +138,10 @@ def plot_pca_panels(
 
     Args:
         projections: ``{model: {layer: [N, 2] array}}`` with layers among ``id_images``,
-            ``id_texts``, ``neg_texts``, ``ood_images`` (see :data:`PCA_LAYERS`), e.g. from
-            :func:`cmakit.core.geometry.joint_pca`. Panels share axis limits.
+            ``id_texts``, ``neg_texts``, ``ood_images`` (see :data:`PCA_LAYERS`) or one
+            ``ood:<set>`` layer per OoD set (told apart by colour and marker), e.g. from
+            :func:`cmakit.core.geometry.joint_pca`. Panels share axis limits; the legend sits
+            below the panels, off the data.
         explained: Variance fractions of the two axes, printed in the axis labels.
         title: Figure title.
         axis_labels: Names of the two axes (e.g. the gap direction and a residual PC).
@@ -116,23 +149,32 @@ def plot_pca_panels(
     Returns:
         The figure.
     """
+    keys = list(dict.fromkeys(k for layers in projections.values() for k in layers))
+    styles = _layer_styles(keys)
     with figure_style():
         fig, axes = new_figure(1, len(projections), panel=(4.0, 4.0))
         for ax, (model, layers) in zip(axes[0], projections.items(), strict=True):
-            unknown = set(layers) - set(PCA_LAYERS)
-            if unknown:
-                raise KeyError(f"Unknown PCA layers {sorted(unknown)}; use {list(PCA_LAYERS)}.")
-            for key, (label, color, marker, size, alpha) in PCA_LAYERS.items():
+            for key, (label, color, marker, size, alpha) in styles.items():
                 if key in layers:
                     xy = np.asarray(layers[key], dtype=float).reshape(-1, 2)
-                    ax.scatter(*xy.T, s=size, c=color, marker=marker, alpha=alpha, label=label)
+                    edge = "white" if marker in "ov*d" else None
+                    ax.scatter(*xy.T, s=size, c=color, marker=marker, alpha=alpha, label=label,
+                               edgecolors=edge, linewidths=0.3 if edge else None)  # fmt: skip
             ax.set_title(model_label(model), color=model_color(model))
             ax.set_aspect("equal", adjustable="box")
             pcs = [axis_labels[k] + (f" ({explained[k]:.0%})" if explained else "") for k in (0, 1)]
             ax.set_xlabel(pcs[0])
             ax.set_ylabel(pcs[1])
         _share_limits(axes[0])
-        axes[0][0].legend(loc="best", markerscale=1.5, framealpha=0.8)
+        # Equal aspect: fit the figure's height to the data, so flat clouds leave no blank band.
+        (x0, x1), (y0, y1) = axes[0][0].get_xlim(), axes[0][0].get_ylim()
+        height = float(np.clip(3.4 * (y1 - y0) / max(x1 - x0, 1e-12), 1.0, 4.0))
+        fig.set_size_inches(4.0 * len(projections), height + 1.5)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        legend = fig.legend(handles, labels, loc="outside lower center",
+                            ncols=min(len(labels), 4), markerscale=1.6, frameon=False)  # fmt: skip
+        for handle in legend.legend_handles:
+            handle.set_alpha(1.0)  # the legend shows each layer's colour at full strength
         fig.suptitle(title)
     return fig
 
@@ -195,7 +237,9 @@ def plot_auroc_bars(
         )
         ax.set_ylabel(f"{metric.upper()} (%)")
         ax.set_ylim(0, 100)
-        ax.legend(ncols=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.22))
+        if metric == "auroc":
+            ax.axhline(50, color="black", lw=1.0, ls=":", zorder=3, label="chance (50)")
+        ax.legend(ncols=len(methods) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.22))
         convention = CONVENTION_TITLES.get(summary.get("convention", ""), "")
         ax.set_title(f"{metric.upper()} per OoD set, score {score}; {convention}")
     return fig
@@ -205,6 +249,7 @@ def plot_training_curves(
     histories: Mapping[str, Sequence[Mapping[str, float]]],
     *,
     title: str = "Training curves: FLYP (λ = 0) vs CMA",
+    reference: Mapping[str, float] | None = None,
 ) -> Figure:
     """Loss terms, learning rate and logit scale over optimiser steps, one colour per model.
 
@@ -213,6 +258,8 @@ def plot_training_curves(
             ``contrastive_loss``, ``cma_loss``, ``lr``, ``logit_scale`` (missing keys and
             ``None`` values are skipped).
         title: Figure title.
+        reference: Zero-shot values drawn as dashed grey lines, e.g. ``{"logit_scale": 26.1}``
+            (the value every fine-tuning starts from).
 
     Returns:
         The figure (panels: total loss; contrastive and CMA terms; logit scale; learning rate).
@@ -235,9 +282,16 @@ def plot_training_curves(
                     if pts:
                         xy = np.asarray(pts, dtype=float).T
                         ax.plot(*xy, style, lw=1.3, color=model_color(model, k))
+            for key, _ in keys:
+                if reference and key in reference:
+                    ax.axhline(reference[key], **REFERENCE_STYLE)
             ax.set_title(name)
             ax.set_xlabel("step")
         proxies = [Line2D([], [], color=model_color(m, k)) for k, m in enumerate(histories)]
-        axes[0][0].legend(proxies, [model_label(m) for m in histories])
+        labels = [model_label(m) for m in histories]
+        if reference:
+            proxies.append(Line2D([], [], **REFERENCE_STYLE))
+            labels.append("zero-shot")
+        axes[0][0].legend(proxies, labels)
         fig.suptitle(title)
     return fig

@@ -12,9 +12,11 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from cmakit.report.figures import (
     CONVENTION_TITLES,
+    REFERENCE_STYLE,
     figure_style,
     model_color,
     model_label,
@@ -38,36 +40,44 @@ def plot_gap_shift(
     *,
     x_key: str = "shift",
     score_label: str = "NegLabel",
+    ood_label: str = "far-OoD mean",
     convention: str = "id_positive",
 ) -> Figure:
-    """ID accuracy and OoD AUROC as the two modalities are shifted along the gap.
+    """ID accuracy, OoD AUROC and (when given) the remaining gap as the modalities are shifted.
 
     Args:
         curves: ``{model: {"shift": [K], "id_accuracy": [K], "auroc": [K]}}`` (fractions),
-            optionally with ``id_accuracy_std`` / ``auroc_std`` ``[K]`` (drawn as bands).
-        x_key: Key of the shift amounts (e.g. the ``alpha`` of :func:`cmakit.core.geometry.gap_shift`).
+            optionally with ``modality_gap`` ``[K]`` (a third panel: the centroid gap after
+            re-normalising) and ``id_accuracy_std`` / ``auroc_std`` ``[K]`` (drawn as bands).
+        x_key: Key of the shift amounts (the ``alpha`` of :func:`cmakit.core.geometry.gap_shift`).
         score_label: Name of the OoD score behind ``auroc``.
+        ood_label: Which OoD sets ``auroc`` averages.
         convention: Metric convention of the run (AUROC is the same in both; stated anyway).
 
     Returns:
-        The figure (left: ID accuracy, right: AUROC; dotted line at no shift).
+        The figure (ID accuracy, AUROC, gap; dotted line at α = 0, the model as trained).
     """
-    panels = [("id_accuracy", "ID accuracy (%)"), ("auroc", f"{score_label} AUROC (%)")]
+    panels = [("id_accuracy", "ID accuracy", "%", 100.0),
+              ("auroc", f"{score_label} AUROC, {ood_label}", "%", 100.0)]  # fmt: skip
+    if all("modality_gap" in node for node in curves.values()):
+        panels.append(("modality_gap", "gap left after re-normalising", "‖mean(i) − mean(t)‖", 1.0))
     with figure_style():
-        fig, axes = new_figure(1, 2)
-        for ax, (key, label) in zip(axes[0], panels, strict=True):
+        fig, axes = new_figure(1, len(panels), panel=(4.0, 3.4))
+        for ax, (key, name, unit, scale) in zip(axes[0], panels, strict=True):
             for k, (model, node) in enumerate(curves.items()):
-                x, y = _arr(node, x_key), _arr(node, key, 100.0)
+                x, y = _arr(node, x_key), _arr(node, key, scale)
                 color = model_color(model, k)
                 ax.plot(x, y, "o-", ms=3, color=color, label=model_label(model))
-                std = _std(node, key, len(x), 100.0)
+                std = _std(node, key, len(x), scale)
                 ax.fill_between(x, y - std, y + std, color=color, alpha=0.2, lw=0)
             ax.axvline(0.0, color="black", lw=0.8, ls=":")
-            ax.set_xlabel(f"gap shift ({x_key})")
-            ax.set_ylabel(label)
-        axes[0][0].legend()
+            ax.set_xlabel("α, share of the gap closed")
+            ax.set_title(name)
+            ax.set_ylabel(unit)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
         fig.suptitle(
-            f"Gap-shift experiment: ID accuracy and {score_label} AUROC; "
+            f"Gap shift (α = 0: as trained, α = 1: centroids meet before re-normalising); "
             f"{CONVENTION_TITLES.get(convention, convention)}"
         )
     return fig
@@ -86,8 +96,12 @@ def _pareto_mask(fpr: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return ~np.asarray(dominated, dtype=bool)
 
 
+#: One marker per λ (with its colour), so that points that nearly coincide stay apart.
+_LAM_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">")
+
+
 def _lam_text(lam: float) -> str:
-    return "λ=0" if lam == 0 else f"λ={lam:g}"
+    return "λ = 0 (FLYP)" if lam == 0 else f"λ = {lam:g}"
 
 
 def plot_ablation(
@@ -98,6 +112,7 @@ def plot_ablation(
     gap_key: str = "modality_gap",
     score_label: str = "NegLabel",
     convention: str = "id_positive",
+    reference: Mapping[str, float] | None = None,
 ) -> Figure:
     """The λ ablation: ID accuracy vs FPR95 (Pareto view) and modality gap vs λ.
 
@@ -109,10 +124,14 @@ def plot_ablation(
         gap_key: Key of the modality gap.
         score_label: Name of the OoD score behind ``fpr_key``.
         convention: Metric convention of the FPR95.
+        reference: The zero-shot model's values under the same keys, drawn as dashed grey
+            reference lines (its accuracy, FPR95 and gap); ``None``: no reference.
 
     Returns:
-        The figure. Left: filled markers are Pareto-optimal (lower FPR, higher accuracy).
-        Right: symlog λ axis, linear below the smallest positive λ, so λ = 0 has its own tick.
+        The figure. One colour per λ, named in the legend below the panels (no labels on the
+        points, so close points cannot overlap). Left: filled markers are Pareto-optimal (no
+        other λ has both lower FPR and higher accuracy), hollow ones are dominated. Right:
+        symlog λ axis, linear below the smallest positive λ, so λ = 0 has its own tick.
     """
     rows = sorted(rows, key=lambda r: float(r["lam"]))
     lam = np.array([float(r["lam"]) for r in rows])
@@ -126,30 +145,31 @@ def plot_ablation(
         fig, axes = new_figure(1, 2, panel=(4.6, 3.8))
         ax = axes[0][0]
         ax.plot(fpr, acc, color="0.7", lw=0.8, zorder=1)
+        handles = []
         for i in range(len(rows)):
-            ax.errorbar(
-                fpr[i],
-                acc[i],
-                xerr=err[fpr_key][i] * 100,
-                yerr=err[acc_key][i] * 100,
-                fmt="o",
-                ms=7,
-                color=colors[i],
+            handles.append(ax.errorbar(
+                fpr[i], acc[i], xerr=err[fpr_key][i] * 100, yerr=err[acc_key][i] * 100,
+                fmt=_LAM_MARKERS[i % len(_LAM_MARKERS)], ms=7, color=colors[i],
                 mfc=colors[i] if front[i] else "white",
-                capsize=2,
-                zorder=2,
-            )
-            ax.annotate(
-                _lam_text(lam[i]),
-                (fpr[i], acc[i]),
-                xytext=(5, 4),
-                textcoords="offset points",
-                fontsize=8,
-            )
+                mew=1.5, capsize=2, zorder=2, label=_lam_text(lam[i]),
+            ))  # fmt: skip
+        if reference:
+            ax.axhline(reference[acc_key] * 100, **REFERENCE_STYLE)
+            ax.axvline(reference[fpr_key] * 100, **REFERENCE_STYLE)
         ax.set_xlabel(f"{score_label} FPR95 (%, lower is better)")
         ax.set_ylabel("ID accuracy (%)")
-        ax.set_title("Accuracy vs FPR95 (filled: Pareto front)")
+        ax.set_title("Accuracy vs FPR95")
         _plot_gap_vs_lam(axes[0][1], lam, gap, err[gap_key], colors)
+        if reference:
+            axes[0][1].axhline(reference[gap_key], **REFERENCE_STYLE)
+        extra = [Line2D([], [], ls="", marker="o", color="0.3", label="filled: Pareto-optimal"),
+                 Line2D([], [], ls="", marker="o", color="0.3", mfc="white", mew=1.5,
+                        label="hollow: dominated")]  # fmt: skip
+        if reference:
+            extra.append(Line2D([], [], **REFERENCE_STYLE, label="zero-shot"))
+        handles += extra
+        fig.legend(handles=handles, loc="outside lower center", frameon=False,
+                   ncols=min(len(handles), 5))  # fmt: skip
         fig.suptitle(
             f"λ ablation, mean ± std over seeds; {CONVENTION_TITLES.get(convention, convention)}"
         )
@@ -161,7 +181,9 @@ def _plot_gap_vs_lam(ax: Any, lam: np.ndarray, gap: np.ndarray, std: np.ndarray,
     linthresh = float(positive.min()) if positive.size else 1.0
     ax.plot(lam, gap, color="0.7", lw=0.8, zorder=1)
     ax.errorbar(lam, gap, yerr=std, fmt="none", ecolor="0.4", capsize=2, zorder=2)
-    ax.scatter(lam, gap, c=colors, s=40, zorder=3)
+    for k in range(len(lam)):
+        ax.scatter(lam[k], gap[k], color=colors[k], s=40, zorder=3,
+                   marker=_LAM_MARKERS[k % len(_LAM_MARKERS)])  # fmt: skip
     ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
     decades = 10.0 ** np.arange(
         np.floor(np.log10(linthresh)), np.ceil(np.log10(lam.max() or 1)) + 1

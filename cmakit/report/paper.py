@@ -11,7 +11,7 @@ import importlib.resources
 
 import pandas as pd
 
-__all__ = ["PAPER_SOURCE", "PAPER_TABLES", "paper_table"]
+__all__ = ["PAPER_SET_BLOCKS", "PAPER_SOURCE", "PAPER_TABLES", "paper_table"]
 
 PAPER_SOURCE = (
     "Kim & Hwang, Enhanced OoD Detection through Cross-Modal Alignment of Multi-Modal "
@@ -24,6 +24,30 @@ PAPER_TABLES = {
     "table2_openood_v15": "Table 2: OpenOOD v1.5 ImageNet-1k, near/far OoD, FPR95/AUROC in %",
     "table3_id_accuracy": "Table 3: ImageNet-1k ID top-1 accuracy in %",
     "table4_geometry": "Table 4: uniformity family and alignment (definitions not public)",
+}
+
+
+_MOS = ("mos_inaturalist", "mos_sun", "mos_places", "mos_textures")
+_NEAR, _FAR = ("ssb_hard", "ninco"), ("inaturalist", "textures", "openimage_o")
+#: The one mapping from the paper's OoD columns to our OoD set keys (the paper profile's sets,
+#: ``cmakit.pipeline.benchmark.PAPER_GROUPS``): per table, in the paper's column order, each
+#: column stem (``inaturalist`` of ``inaturalist_fpr95``) -> the sets of ours whose per-seed
+#: mean fills it. Table 1's ``inaturalist`` is MOS's iNaturalist (``mos_inaturalist``), Table
+#: 2's is OpenOOD's (``inaturalist``); ``average`` is the MOS mean, ``near``/``far`` OpenOOD's.
+PAPER_SET_BLOCKS: dict[str, dict[str, tuple[str, ...]]] = {
+    "table1_mos": {
+        "inaturalist": ("mos_inaturalist",),
+        "sun": ("mos_sun",),
+        "places": ("mos_places",),
+        "textures": ("mos_textures",),
+        "average": _MOS,
+    },
+    "table2_openood_v15": {
+        **{name: (name,) for name in _NEAR},
+        "near": _NEAR,
+        **{name: (name,) for name in _FAR},
+        "far": _FAR,
+    },
 }
 
 

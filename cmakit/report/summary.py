@@ -12,7 +12,10 @@ Schema (``*`` = any name; every number leaf ``x`` of a method or ablation row ca
     profile: str
     seeds: [int, ...]                      # non-empty
     convention: "id_positive" | "ood_positive"
+    fpr95_estimator: "interp" | "threshold"  # the paper's np.interp on the ROC curve, or the rule
     aupr_estimator: "trapezoid" | "ap"
+    groups: {*: [str, ...]}                # near/far/mos: their OoD sets (optional)
+    id_sets: {*: str}                      # group -> its ID test set, in words (optional)
     methods:
       *:                                   # zero_shot, flyp, cma
         id_accuracy: fraction
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from cmakit.common.constants import CONVENTIONS
-from cmakit.core.metrics import add_group_means
+from cmakit.core.metrics import FPR95_ESTIMATORS, add_group_means, fpr95_estimator
 
 AUPR_ESTIMATORS = ("trapezoid", "ap")  # as cmakit.core.metrics.ESTIMATORS
 OOD_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
@@ -143,6 +146,8 @@ def build_summary(
     *,
     groups: Mapping[str, Sequence[str]] | None = None,
     aupr_estimator: str = "trapezoid",
+    fpr_estimator: str | None = None,
+    id_sets: Mapping[str, str] | None = None,
     ddof: int = 1,
 ) -> dict[str, Any]:
     """Assemble ``summary.json`` from per-seed results (see the module docstring for the schema).
@@ -160,6 +165,10 @@ def build_summary(
             folding, so their std is the spread of the per-seed means.
         aupr_estimator: ``"trapezoid"`` or ``"ap"`` (average precision), as used by
             :func:`cmakit.core.metrics.ood_metrics`.
+        fpr_estimator: FPR@95 estimator the records were computed with (``None``: the
+            convention's own, :func:`cmakit.core.metrics.fpr95_estimator`).
+        id_sets: ``{group: its ID test set in words}`` (the paper path measures OpenOOD's
+            near/far against OpenOOD's ID list, MOS against the full ImageNet-1k val).
         ddof: See :func:`aggregate_seeds`.
 
     Returns:
@@ -169,6 +178,7 @@ def build_summary(
         raise ValueError(f"convention={convention!r}; choose one of {list(CONVENTIONS)}.")
     if aupr_estimator not in AUPR_ESTIMATORS:
         raise ValueError(f"aupr_estimator={aupr_estimator!r}; choose one of {AUPR_ESTIMATORS}.")
+    fpr_estimator = fpr95_estimator(convention, fpr_estimator)
     methods = {}
     for name, results in methods_per_seed.items():
         if len(results) != len(seeds):
@@ -180,7 +190,10 @@ def build_summary(
         "profile": profile,
         "seeds": [int(s) for s in seeds],
         "convention": convention,
+        "fpr95_estimator": fpr_estimator,
         "aupr_estimator": aupr_estimator,
+        "groups": {g: list(sets) for g, sets in (groups or {}).items()},
+        "id_sets": dict(id_sets or {}),
         "methods": methods,
         "ablation": aggregate_ablation(ablation, ddof=ddof),
         "timings": dict(timings),
@@ -273,6 +286,13 @@ def validate_summary(
         value = _require(summary, key, "$", str)
         if value not in choices:
             _fail(f"$.{key}", f"{value!r} is not one of {list(choices)}.")
+    if "fpr95_estimator" in summary:  # absent in summaries written before it was recorded
+        value = _require(summary, "fpr95_estimator", "$", str)
+        if value not in FPR95_ESTIMATORS:
+            _fail("$.fpr95_estimator", f"{value!r} is not one of {list(FPR95_ESTIMATORS)}.")
+    for key in ("groups", "id_sets"):  # absent in summaries written before they were recorded
+        if key in summary and not isinstance(summary[key], Mapping):
+            _fail(f"$.{key}", f"expected a mapping, got {type(summary[key]).__name__}.")
     methods = _require(summary, "methods", "$", Mapping)
     if not methods:
         _fail("$.methods", "no methods.")

@@ -15,13 +15,21 @@ from typing import Any
 import pandas as pd
 
 from cmakit.common.io import write_text
+from cmakit.core.metrics import fpr95_estimator
 from cmakit.report.tables import MISSING, PAPER_LABEL
 
 CONVENTION_NOTES = {
     "id_positive": "Convention id_positive (paper / MOS): ID is the positive class; FPR95 = % of "
-    "OoD accepted at the threshold that keeps 95% of ID.",
+    "OoD accepted at 95% TPR of ID.",
     "ood_positive": "Convention ood_positive (OpenOOD v1.5): OoD is the positive class; FPR95 = "
     "% of ID rejected at the first threshold that catches 95% of OoD.",
+}
+FPR95_NOTES = {
+    "interp": "FPR95 estimator interp (the paper's CMA code): np.interp(0.95, TPR, FPR) on "
+    "scikit-learn's ROC points; 0 if no threshold reaches 95% TPR, the smallest FPR if all do. "
+    "Tied scores give an interpolated FPR; when 95% of ID is an exact count it is the far end of "
+    "the flat ROC run at TPR = 0.95.",
+    "threshold": "FPR95 estimator threshold: the exact empirical threshold (no interpolation).",
 }
 AUPR_NOTES = {
     "trapezoid": "AUPR: trapezoidal area under the precision-recall curve (OpenOOD, CMA code).",
@@ -50,6 +58,8 @@ def _notes(df: pd.DataFrame, convention: str | None, aupr_estimator: str | None)
         if convention not in CONVENTION_NOTES:
             raise ValueError(f"convention={convention!r}; choose one of {list(CONVENTION_NOTES)}.")
         notes.append(CONVENTION_NOTES[convention])
+    if "fpr95" in columns:
+        notes.append(FPR95_NOTES[fpr95_estimator(convention, df.attrs.get("fpr95_estimator"))])
     aupr = aupr_estimator or df.attrs.get("aupr_estimator")
     if "aupr" in columns:
         if aupr not in AUPR_NOTES:
