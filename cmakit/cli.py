@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import inspect
 import logging
+import sys
 import types
 import typing
 from pathlib import Path
@@ -40,6 +41,8 @@ class TrainRun:
         out: Run folder.
         prompt: Training prompt template.
         resume: Continue from the newest checkpoint in ``out``.
+        classnames: Class-name file for an ID set that is not ImageNet-1k or a subset of it
+            named by WordNet ids: one name per line in sorted-folder order, or folder<TAB>name.
     """
 
     model: str = "ViT-B-16"
@@ -48,6 +51,7 @@ class TrainRun:
     out: str = "runs/train"
     prompt: str = TRAIN_PROMPT
     resume: bool = False
+    classnames: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +98,8 @@ class EmbedRun:
             or a fixed list of prompts used verbatim (the authors' ``neg_label_10000.npy``, a
             ``.txt`` with one prompt per line).
         batch_size, num_workers, device: Encoding settings.
+        classnames: Class-name file for an ID set that is not ImageNet-1k or a subset of it
+            named by WordNet ids: one name per line in sorted-folder order, or folder<TAB>name.
     """
 
     model: str = "ViT-B-16"
@@ -110,6 +116,7 @@ class EmbedRun:
     batch_size: int = 256
     num_workers: int = 8
     device: str = "auto"
+    classnames: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="cmakit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of expected errors (bad input) too")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="fine-tune CLIP on ImageNet (FLYP: --lam 0, CMA: --lam 0.001)")
     add_dataclass_flags(p, TrainRun, title="run")
@@ -202,16 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(ns: argparse.Namespace) -> dict[str, Any]:
     """``train``: ImageNet train split with class prompts -> :func:`cmakit.engine.trainer.train`."""
     from cmakit.common.io import write_json
-    from cmakit.data.paper import PromptPairs, imagenet_classnames, imagenet_split
+    from cmakit.data.paper import (
+        PromptPairs,
+        imagefolder_classnames,
+        imagenet_split,
+        resolve_root,
+    )
     from cmakit.engine.trainer import TrainConfig, train
     from cmakit.models.factory import load_clip
     from cmakit.models.transforms import paper_transform
 
     run, cfg = _take(TrainRun, ns), _take(TrainConfig, ns)
+    names = imagefolder_classnames(resolve_root("imagenet", run.imagenet) / "train", run.classnames)
     model, _, tokenizer = load_clip(run.model, pretrained=run.pretrained, device="cpu")
     tf = paper_transform(model.visual.image_size, train=True)
-    images = imagenet_split("train", run.imagenet, transform=tf)
-    pairs = PromptPairs(images, tokenizer, imagenet_classnames(), run.prompt)
+    images = imagenet_split("train", run.imagenet, transform=tf, classnames=names)
+    pairs = PromptPairs(images, tokenizer, names, run.prompt)
     res = train(model, pairs, cfg, out_dir=run.out, resume=run.resume, model_name=run.model)
     summary = {"run": to_dict(run), "config": to_dict(cfg), "final_step": res.final_step,
                "model_path": str(res.model_path), "wall_time_s": res.wall_time_s,
@@ -242,6 +257,25 @@ def main(argv: list[str] | None = None) -> int:
             _take(cls, ns)
     except ValueError as err:
         parser.error(str(err))
+    try:
+        _run(ns)
+    except USER_ERRORS as err:
+        if ns.debug:
+            raise
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"cmakit {ns.command}: error: {text}\n(a problem with the input, not a bug in "
+              "cmakit; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+#: Errors that mean "the input is wrong" (missing or corrupt files, bad values, a diverged run):
+#: one message at the command line. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError, LookupError,
+               FloatingPointError)  # fmt: skip
+
+
+def _run(ns: argparse.Namespace) -> None:
     if ns.command == "train":
         run_train(ns)
     elif ns.command == "mine":
@@ -256,4 +290,3 @@ def main(argv: list[str] | None = None) -> int:
         from cmakit.pipeline.commands import run_evaluate
 
         run_evaluate(_take(EvaluateRun, ns))
-    return 0

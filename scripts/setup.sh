@@ -1,6 +1,6 @@
 # Sourced by run_all.sh and run_tests.sh: create or reuse the virtual environment, install
-# cmakit with its pinned dependencies, and make sure WordNet is readable. Idempotent: a second
-# run only checks a stamp and returns in a second or two.
+# cmakit with the tested dependency versions (requirements.lock), and make sure WordNet is
+# readable. Idempotent: a second run only checks a stamp and returns in a second or two.
 #
 # Variables: CMAKIT_VENV (default: .venv in the project), CMAKIT_PYTHON (interpreter used to
 # create the venv; default: python3).
@@ -25,11 +25,13 @@ fi
 PY="$VENV/bin/python"
 
 stamp="$VENV/.cmakit-install-stamp"
-want="$(cat "$CMAKIT_ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+# The ranges are in pyproject.toml, the exact tested versions in requirements.lock (constraints).
+want="$(cat "$CMAKIT_ROOT/pyproject.toml" "$CMAKIT_ROOT/requirements.lock" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing cmakit and its pinned dependencies (first run: a few minutes)"
+    log "installing cmakit and its tested dependencies (first run: a few minutes)"
     "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$PY" -m pip install --quiet --disable-pip-version-check -e "$CMAKIT_ROOT[dev]"
+    "$PY" -m pip install --quiet --disable-pip-version-check \
+        -c "$CMAKIT_ROOT/requirements.lock" -e "$CMAKIT_ROOT[dev]"
     echo "$want" > "$stamp"
 else
     log "environment up to date ($VENV)"

@@ -75,7 +75,7 @@ def test_resolve_paper_roots_from_environment(monkeypatch):
         ({"profile": "gpu"}, "profile='gpu' is not known"),
         ({"lamda": 0.1}, "Did you mean 'lam'"),
         ({"seeds": []}, "seeds=\\[\\] is empty"),
-        ({"lam": -1.0}, "lam=-1.0 must be >= 0"),
+        ({"lam": -1.0}, "lam=-1.0 must be in \\[0, 1\\]"),
         ({"neg_fraction": 0.0}, "neg_fraction=0.0 must be in"),
         ({"convention": "ood"}, "convention='ood' is not known"),
         ({"neg_pool": "wordnet"}, "neg_pool='wordnet' is not known; choose one of"),

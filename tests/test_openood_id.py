@@ -85,6 +85,8 @@ def test_paper_benchmark_chooses_openood_list_for_table2_and_full_val_for_table1
     lists.mkdir(parents=True)
     for name in ("ssb_hard", "ninco", "inaturalist", "textures", "openimage_o"):
         (lists / f"test_{name}.txt").write_text(f"{name}/a.png -1\n")
+    for folder in ("images_largescale", "images_classic"):  # the OoD lists' image roots
+        (tmp_path / "openood" / folder).mkdir()
     _openood_list(tmp_path / "openood", [f"imagenet_1k/val/{_val_name(k + 1)} {k}"
                                          for k in (999, 10, 500)])  # fmt: skip
     cfg = resolve(profile="paper", imagenet_root=str(tmp_path / "imagenet"),

@@ -51,39 +51,6 @@ def test_paper_dry_run_names_every_missing_input(tmp_path, monkeypatch, caplog):
     assert "$CMAKIT_MOS" in text and "benchmark_imglist" in text
 
 
-def test_paper_dry_run_passes_on_a_complete_fixture_tree(tmp_path, caplog):
-    from PIL import Image
-
-    from cmakit.data.paper import MOS_SETS
-
-    img = Image.new("RGB", (8, 8), (10, 20, 30))
-    imagenet = tmp_path / "imagenet"
-    for split in ("train", "val"):
-        for k in range(1000):
-            folder = imagenet / split / f"n{k:08d}"
-            folder.mkdir(parents=True)
-            img.save(folder / f"{k}.png")  # val file names are unique, as ImageNet's
-    mos = tmp_path / "mos"
-    for name in MOS_SETS:
-        (mos / name).mkdir(parents=True)
-        img.save(mos / name / "a.png")
-    openood = tmp_path / "openood"
-    lists = openood / "benchmark_imglist" / "imagenet"
-    lists.mkdir(parents=True)
-    for name in ("ssb_hard", "ninco", "inaturalist", "textures", "openimage_o"):
-        (lists / f"test_{name}.txt").write_text(f"{name}/a.png -1\n")
-    (lists / "test_imagenet.txt").write_text("imagenet_1k/val/3.png 3\nimagenet_1k/val/7.png 7\n")
-    weights = tmp_path / "ViT-B-16.pt"
-    weights.write_bytes(b"placeholder: the dry run checks paths only")
-    argv = ["--profile", "paper", "--dry-run", "--set", f"pretrained={weights}",
-            "--set", f"imagenet_root={imagenet}", "--set", f"mos_root={mos}",
-            "--set", f"openood_root={openood}"]  # fmt: skip
-    caplog.set_level(logging.INFO)
-    assert runner.main(argv) == 0, caplog.text
-    assert "dry run: configuration and inputs are valid" in caplog.text
-    assert "negative labels: mined from WordNet pool 'neglabel'" in caplog.text
-
-
 @pytest.mark.slow
 def test_smoke_profile_end_to_end(tmp_path):
     out = tmp_path / "run"

@@ -17,16 +17,33 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """The process's file-creation mask, read without changing it (Linux), else set and reset."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The file gets
+    the permissions a plain ``open()`` would give it (``0o666`` less the umask), so teammates
+    on a shared machine can read a run's outputs when the umask allows it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() honours the umask
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -87,6 +87,73 @@ def imagenet_classnames() -> list[str]:
     return list(IMAGENET_CLASSNAMES)
 
 
+def imagenet_wnids() -> list[str]:
+    """ImageNet-1k's 1,000 WordNet ids (``n01440764`` ...) in class-index order (sorted)."""
+    from timm.data import ImageNetInfo  # installed with open_clip
+
+    return list(ImageNetInfo().label_names())
+
+
+def imagefolder_classnames(folder: str | os.PathLike, names_file: str | os.PathLike | None = None
+                           ) -> list[str]:  # fmt: skip
+    """Class names of an ImageFolder tree, in class-index order (class folders sorted by name).
+
+    1,000 folders are ImageNet-1k (CLIP's names in sorted-folder order, as
+    ``LAYOUTS["imagenet"]``). Any ImageNet subset (ImageNet-100, ImageNet-10/20 as in MCM ...)
+    needs no file: folders named by ImageNet WordNet ids get CLIP's names for them. Other trees
+    need ``names_file``.
+
+    Args:
+        folder: A split folder holding one sub-folder per class (e.g. ``<root>/train``).
+        names_file: Text file, either one name per line in sorted-folder order, or
+            ``folder<TAB>name`` lines (any order, every folder listed).
+
+    Returns:
+        ``[C]`` class names, the prompt text of each class.
+
+    Raises:
+        FileNotFoundError: ``folder`` or ``names_file`` does not exist, or holds no class folder.
+        ValueError: folders that are not ImageNet WordNet ids and no ``names_file``, or a names
+            file that does not match the folders.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found. Expected layout:\n{LAYOUTS['imagenet']}")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"{folder} holds no class folders. Expected layout:\n"
+                                f"{LAYOUTS['imagenet']}")  # fmt: skip
+    if names_file is not None:
+        return _names_from_file(Path(names_file), classes, folder)
+    if len(classes) == 1000:  # ImageNet-1k: sorted folders are class indices 0..999
+        return imagenet_classnames()
+    names = dict(zip(imagenet_wnids(), imagenet_classnames(), strict=True))
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ValueError(
+            f"{folder}: {len(unknown)} of {len(classes)} class folders are not ImageNet WordNet "
+            f"ids (e.g. {unknown[0]!r}); give their names with --classnames FILE (one name per "
+            "line in sorted-folder order, or 'folder<TAB>name' lines)."
+        )
+    return [names[c] for c in classes]
+
+
+def _names_from_file(path: Path, classes: list[str], folder: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"Class-name file {path} not found.")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if lines and all("\t" in line for line in lines):
+        table = dict(line.split("\t", 1) for line in lines)
+        missing = [c for c in classes if c not in table]
+        if missing:
+            raise ValueError(f"{path} names no class for folders {missing[:5]} of {folder}.")
+        return [table[c].strip() for c in classes]
+    if len(lines) != len(classes):
+        raise ValueError(f"{path} has {len(lines)} names but {folder} holds {len(classes)} "
+                         "class folders; give one name per folder, in sorted-folder order.")  # fmt: skip
+    return lines
+
+
 @dataclasses.dataclass(frozen=True)
 class BadSample:
     """Returned by a dataset in place of an item it could not read.
@@ -211,7 +278,7 @@ def openood_dataset(name: str, root: str | os.PathLike | None = None, *,
 
     Raises:
         KeyError: unknown ``name``.
-        FileNotFoundError: missing list file (path shown with the layout).
+        FileNotFoundError: missing list file or image folder (path shown with the layout).
         ValueError: a malformed line (file and line number shown).
     """
     if name not in OPENOOD_SETS:
@@ -221,6 +288,11 @@ def openood_dataset(name: str, root: str | os.PathLike | None = None, *,
     if not listing.is_file():
         raise FileNotFoundError(f"{listing} not found. Expected layout:\n{LAYOUTS['openood']}")
     images = base / ("images_classic" if name == "textures" else "images_largescale")
+    if name != "imagenet" and not images.is_dir():  # the ID list is matched to val by name
+        raise FileNotFoundError(
+            f"OpenOOD set {name}: image folder {images} not found (the paths in {listing} are "
+            f"relative to it). Expected layout:\n{LAYOUTS['openood']}"
+        )
     samples = []
     for n, line in enumerate(listing.read_text().splitlines(), start=1):
         if not line.strip():

@@ -44,6 +44,7 @@ __all__ = [
     "cache_dir",
     "lexicographer_words",
     "wordnet_candidates",
+    "wordnet_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,15 @@ def _wordnet_root() -> tuple[Path, str]:
     if (DEBIAN_WORDNET_DIR / "index.noun").is_file():
         return _debian_copy(DEBIAN_WORDNET_DIR, cache_dir()), f"wordnet-base {DEBIAN_WORDNET_DIR}"
     raise LookupError(WORDNET_INSTALL_HINT)
+
+
+def wordnet_source() -> str:
+    """Where WordNet will be read from (nltk data or Debian's wordnet-base).
+
+    Raises:
+        LookupError: WordNet is not installed; the message says how to install it.
+    """
+    return _wordnet_root()[1]
 
 
 def _open_reader(root: Path):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cmakit.common.io import atomic_path
-from cmakit.models.weights import TRAIN_FORMAT
+from cmakit.models.weights import TRAIN_FORMAT, load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a cmakit training checkpoint.
+        ValueError: if the file is unreadable (truncated, not a torch file) or is not a cmakit
+            training checkpoint; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_torch_file(path, what="training checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != TRAIN_FORMAT:
         raise ValueError(f"{path} is not a cmakit training checkpoint; cannot resume from it.")
     return obj

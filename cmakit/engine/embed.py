@@ -118,7 +118,11 @@ def encode_images(
     if bad:
         log.warning("Skipped %d unreadable images, e.g. %s", len(bad), bad[:5])
     if not embs:
-        raise ValueError("No readable image to encode.")
+        name = getattr(data, "name", None) or getattr(getattr(data, "dataset", None), "name", "")
+        where = f" in image set {name!r}" if name else ""
+        detail = (f"all {len(bad)} images are unreadable, e.g. {bad[:3]}" if bad
+                  else "it holds no images")  # fmt: skip
+        raise ValueError(f"No readable image to encode{where}: {detail}.")
     return Encoded(torch.cat(embs).numpy(), torch.cat(labels).numpy(), bad)
 
 

@@ -14,6 +14,7 @@ then writes ``world_samples.png``, ``zero_shot.json`` and ``zero_shot.png`` to `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -171,8 +172,9 @@ def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> d
         epochs=10_000, max_steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed,
         max_logit_scale=cfg.max_logit_scale, num_workers=0, log_every=max(1, cfg.steps // 20),
         progress=cfg.progress, device=resolve_device(cfg.device),
+        checkpoint_every_steps=max(1, cfg.steps // 10), keep_checkpoints=2,
     )  # fmt: skip
-    result = train(model, data, tcfg, out_dir=work, model_name=cfg.model)
+    result = train(model, data, tcfg, out_dir=work, resume=True, model_name=cfg.model)
     losses = [
         json.loads(line)["loss"] for line in Path(result.history_path).read_text().splitlines()
     ]
@@ -189,12 +191,13 @@ def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> d
     }
 
 
-def _load_cached(model: torch.nn.Module, weights: Path, info_path: Path) -> torch.nn.Module:
+def _load_cached(model: torch.nn.Module, tokenizer, weights: Path, info_path: Path):
+    """``(model, tokenizer, info)`` of a finished pretraining, read from the cache."""
     from cmakit.models.weights import load_model_weights
 
     load_model_weights(model, weights)
     log.info("loaded pretrained weights from %s", weights)
-    return model.eval()
+    return model.eval(), tokenizer, {**read_json(info_path), "cached": True}
 
 
 def pretrain_key(world_cfg: WorldConfig, pretrain_cfg: PretrainConfig) -> str:
@@ -241,36 +244,56 @@ def pretrain_clip(
     folder = cache_root(cache_dir) / "pretrain" / f"{pretrain_cfg.model}-{key}"
     weights, info_path = folder / "model.pt", folder / "info.json"
     model, tokenizer = _new_model(pretrain_cfg)
+    work = folder.parent / f".work-{folder.name}"  # one per cache key: a rerun resumes it
     if weights.is_file() and info_path.is_file():
-        return (
-            _load_cached(model, weights, info_path),
-            tokenizer,
-            {**read_json(info_path), "cached": True},
-        )
-    threads = torch.get_num_threads()
-    if pretrain_cfg.threads:
-        torch.set_num_threads(pretrain_cfg.threads)
-    try:
-        t0 = time.perf_counter()
-        built_here = world is None
-        world = build_world(world_cfg) if world is None else world
-        t_world = time.perf_counter() - t0 if built_here else None
-        work = folder.parent / f".work-{folder.name}-{os.getpid()}"
-        facts = _train(model, world, tokenizer, pretrain_cfg, work)
-    finally:
-        torch.set_num_threads(threads)
-    with atomic_path(folder / "history.jsonl") as tmp:
-        shutil.copyfile(facts.pop("history_path"), tmp)
-    with atomic_path(weights) as tmp:
-        shutil.copyfile(facts.pop("model_path"), tmp)
-    shutil.rmtree(work, ignore_errors=True)
-    info = {
-        "key": key, "path": str(folder), "model": pretrain_cfg.model, "model_config": model_cfg,
-        "world": world_cfg.pretrain_key(), "pretrain": to_dict(pretrain_cfg),
-        "world_s": t_world, "threads": pretrain_cfg.threads or threads, **facts,
-    }  # fmt: skip
-    write_json(info_path, info)
+        return _load_cached(model, tokenizer, weights, info_path)
+    with _work_lock(work) as lock:  # a concurrent run of the same key waits, then loads
+        if weights.is_file() and info_path.is_file():
+            return _load_cached(model, tokenizer, weights, info_path)
+        threads = torch.get_num_threads()
+        if pretrain_cfg.threads:
+            torch.set_num_threads(pretrain_cfg.threads)
+        try:
+            t0 = time.perf_counter()
+            built_here = world is None
+            world = build_world(world_cfg) if world is None else world
+            t_world = time.perf_counter() - t0 if built_here else None
+            facts = _train(model, world, tokenizer, pretrain_cfg, work)
+            with atomic_path(folder / "history.jsonl") as tmp:
+                shutil.copyfile(facts.pop("history_path"), tmp)
+            with atomic_path(weights) as tmp:
+                shutil.copyfile(facts.pop("model_path"), tmp)
+        finally:
+            torch.set_num_threads(threads)
+        info = {
+            "key": key, "path": str(folder), "model": pretrain_cfg.model,
+            "model_config": model_cfg, "world": world_cfg.pretrain_key(),
+            "pretrain": to_dict(pretrain_cfg), "world_s": t_world,
+            "threads": pretrain_cfg.threads or threads, **facts,
+        }  # fmt: skip
+        write_json(info_path, info)
+        shutil.rmtree(work, ignore_errors=True)
+        lock.unlink(missing_ok=True)  # done: later runs load without locking
     return model.cpu().eval(), tokenizer, {**info, "cached": False}
+
+
+@contextlib.contextmanager
+def _work_lock(work: Path):
+    """Hold an exclusive lock on ``<work>.lock`` (POSIX ``flock``; no lock elsewhere); yields
+    the lock file's path. A run that fails leaves the file (and its work folder) in place."""
+    path = work.parent / f"{work.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield path
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:

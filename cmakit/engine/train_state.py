@@ -123,6 +123,35 @@ def _config_diff(old: dict[str, Any], new: dict[str, Any], allowed) -> list[str]
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if k not in allowed and old.get(k) != new.get(k)]  # fmt: skip
 
 
+def newest_readable(found: list[Path], *, move_aside: bool) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint of ``found`` (oldest first) that loads, and its contents.
+
+    An unreadable newer checkpoint (a job killed while the file system flushed it, a disk
+    that filled up) is skipped with a warning and, when ``move_aside``, renamed to
+    ``<name>.unreadable`` so that pruning and the next resume ignore it.
+
+    Raises:
+        ValueError: when no checkpoint loads (each file and its problem are listed).
+    """
+    problems = []
+    for path in reversed(found):
+        try:
+            ckpt = load_checkpoint(path)
+        except (ValueError, FileNotFoundError) as err:
+            problems.append(str(err))
+            log.warning("skipping an unreadable checkpoint: %s", err)
+            if move_aside and path.is_file():
+                path.rename(path.with_name(path.name + ".unreadable"))
+            continue
+        if problems:
+            log.warning(
+                "resuming from %s, the newest checkpoint that loads (%d newer one(s) unreadable)",
+                path, len(problems),
+            )  # fmt: skip
+        return path, ckpt
+    raise ValueError("No checkpoint to resume from loads:\n- " + "\n- ".join(problems))
+
+
 def restore_or_start(files: RunFiles, stepper, cfg, resume: bool, allowed) -> LoopState:
     """Load the newest checkpoint into the stepper (``resume``), or start a fresh run.
 
@@ -143,11 +172,11 @@ def restore_or_start(files: RunFiles, stepper, cfg, resume: bool, allowed) -> Lo
         log.info("resume=True but no checkpoint in %s: starting from step 0", files.ckpt_dir)
         files.open_history(0)
         return LoopState()
-    ckpt = load_checkpoint(found[-1])
+    path, ckpt = newest_readable(found, move_aside=files.is_main)
     diff = _config_diff(ckpt["config"], to_dict(cfg), allowed)
     if diff:
         raise ValueError(
-            f"Cannot resume from {found[-1]}: settings changed ({'; '.join(diff)}). "
+            f"Cannot resume from {path}: settings changed ({'; '.join(diff)}). "
             "Use the original settings or a new out_dir."
         )
     stepper.model.load_state_dict(ckpt["state_dict"])
@@ -155,9 +184,9 @@ def restore_or_start(files: RunFiles, stepper, cfg, resume: bool, allowed) -> Lo
     stepper.sched.load_state_dict(ckpt["scheduler"])
     stepper.scaler.load_state_dict(ckpt["scaler"])
     restore_rng(ckpt["rng"])
-    st = LoopState(**ckpt["progress"], last_checkpoint=str(found[-1]))
+    st = LoopState(**ckpt["progress"], last_checkpoint=str(path))
     files.open_history(st.step)
-    log.info("resumed from %s at step %d (epoch %d)", found[-1], st.step, st.epoch)
+    log.info("resumed from %s at step %d (epoch %d)", path, st.step, st.epoch)
     return st
 
 

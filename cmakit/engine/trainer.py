@@ -363,7 +363,8 @@ def train(
 
     Raises:
         ValueError: bad batch split, too small a data set, a resume with changed settings.
-        FloatingPointError: the loss became NaN/Inf (names the step and last good checkpoint).
+        FloatingPointError: training diverged: the loss, the logit-scale multiplier or a weight
+            became NaN/Inf (names the step and the last checkpoint whose weights are finite).
     """
     info = dist_util.init_distributed(cfg.device)
     _check_precision(cfg, info.device)
@@ -418,7 +419,20 @@ class _Loop:
             images = self.to_input(images.to(self.info.device, non_blocking=True))
             yield images, tokens.to(self.info.device)
 
+    def _diverged(self, bar, what: str, step: int) -> None:
+        """Stop training: ``what`` happened at optimizer step ``step``."""
+        self.files.close(bar)
+        raise FloatingPointError(
+            f"Training diverged: {what} at step {step} (epoch {self.state.epoch}); last "
+            f"finite checkpoint: {self.state.last_checkpoint or 'none written yet'}. "
+            "Lower lr, set grad_clip_norm or max_logit_scale, or use fp32."
+        )
+
     def _save(self) -> None:
+        bad = [n for n, p in self.stepper.model.named_parameters() if not p.isfinite().all()]
+        if bad:  # never write (and never call "last finite") weights holding NaN/Inf
+            self._diverged(None, f"{len(bad)} weight tensor(s) became non-finite "
+                           f"(e.g. {', '.join(bad[:3])})", self.state.step)  # fmt: skip
         path = write_checkpoint(self.files, self.stepper, self.state, self.meta, self.cfg)
         self.state.last_checkpoint = path
 
@@ -435,13 +449,12 @@ class _Loop:
             while st.batch_in_epoch < self.plan.steps_per_epoch and st.step < self.total:
                 t_step = time.perf_counter()
                 terms = self.stepper.step(self._micro(it, self.plan.grad_accum_steps))
+                scale = float(self.stepper.model.logit_scale.detach().float().exp())
                 if not math.isfinite(terms["loss"]):
-                    self.files.close(bar)
-                    raise FloatingPointError(
-                        f"Loss became {terms['loss']} at step {st.step + 1} (epoch {st.epoch}); "
-                        f"last good checkpoint: {st.last_checkpoint or 'none written yet'}. "
-                        "Lower lr, set grad_clip_norm or max_logit_scale, or use fp32."
-                    )
+                    self._diverged(bar, f"the loss became {terms['loss']}", st.step + 1)
+                if not math.isfinite(scale):
+                    self._diverged(bar, "the logit-scale multiplier exp(logit_scale) became "
+                                   f"{scale}", st.step + 1)  # fmt: skip
                 st.step += 1
                 st.batch_in_epoch += 1
                 dt = time.perf_counter() - t_step

@@ -19,7 +19,12 @@ import torch
 
 from cmakit.common.io import resolve_device
 from cmakit.models.transforms import paper_transform
-from cmakit.models.weights import Weights, load_state_dict_strict, read_weights
+from cmakit.models.weights import (
+    Weights,
+    load_state_dict_strict,
+    read_weights,
+    state_dict_mismatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +153,32 @@ def uses_quick_gelu(model: torch.nn.Module) -> bool:
     from open_clip.transformer import QuickGELU
 
     return any(isinstance(m, QuickGELU) for m in model.modules())
+
+
+def check_weights_fit(name: str, path: str | os.PathLike) -> None:
+    """Read a weights file and compare its keys and shapes with the architecture ``name``.
+
+    The architecture is built without weights on the CPU (seconds for ViT-B-16), so a dry run
+    catches a wrong or corrupt file before any notebook starts.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: unknown architecture, an unreadable file (what it is instead), or weights
+            of another architecture (a few missing / unexpected / reshaped keys are listed).
+    """
+    register_model_configs()
+    _check_name(name)
+    weights = read_weights(path)
+    quiet = logging.getLogger()  # open_clip notes "No pretrained weights loaded" on the root
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(name, pretrained=None, device="cpu")
+    finally:
+        quiet.setLevel(level)
+    problem = state_dict_mismatch(model.state_dict(), weights.state_dict)
+    if problem:
+        raise ValueError(
+            f"pretrained={str(path)!r} ({weights.source} weights) does not fit model={name!r}: "
+            f"{problem}. Give the weights of {name}, or set model to the file's architecture."
+        )

@@ -29,3 +29,14 @@ def paper_transform(image_size: int | Sequence[int] = 224, *, train: bool = Fals
     else:
         head = [T.Resize(size, interpolation=bicubic), T.CenterCrop(size)]
     return T.Compose([*head, _to_rgb, T.ToTensor(), T.Normalize(OPENAI_MEAN, OPENAI_STD)])
+
+
+def paper_transform_key(image_size: int | Sequence[int] = 224, *, train: bool = False) -> str:
+    """A stable description of :func:`paper_transform` (part of embedding cache keys).
+
+    ``repr`` of the transform cannot serve: it holds the memory address of a function, so it
+    changes from one process to the next and a cache keyed by it never hits.
+    """
+    size = image_size if isinstance(image_size, int) else int(image_size[0])
+    head = f"randomresizedcrop{size}-0.9" if train else f"resize{size}-bicubic-centercrop"
+    return f"{head}-openai-norm"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import warnings
 import zipfile
@@ -103,8 +104,51 @@ def read_weights(path: str | os.PathLike) -> Weights:
         for key in (*_OPENAI_EXTRA_KEYS, "attn_mask"):  # TorchScript keeps these as entries
             sd.pop(key, None)
         return Weights(_strip_module(sd), "openai-jit", True, {})
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    return _unwrap(obj, path)
+    return _unwrap(load_torch_file(path, what="weights file"), path)
+
+
+def _describe_unreadable(path: Path) -> str:
+    """What a file that ``torch.load`` refuses looks like: truncated archive, text, or other."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    size = path.stat().st_size
+    if not head:
+        return "it is empty (0 bytes)"
+    if head.startswith(b"PK"):
+        return f"it is a zip archive of {size:,} bytes that cannot be read: truncated or corrupt"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c.isspace() for c in text):
+        return f"it is a text file (starts with {text[:40]!r})"
+    if head.startswith(b"\x80"):
+        return "it is a pickle that cannot be read: truncated or corrupt"
+    return f"it is a {size:,}-byte file in no format torch reads"
+
+
+def load_torch_file(path: str | os.PathLike, *, what: str = "file") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with errors that name the file.
+
+    Args:
+        path: A file written by ``torch.save``.
+        what: What the caller expected, for the message ("weights file", "training checkpoint").
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if torch cannot read it; says what the file is instead (empty, text,
+            truncated archive, other bytes) and what it is not.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what[0].upper() + what[1:]} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, IndexError...
+        raise ValueError(
+            f"{path} is not a readable PyTorch {what}: {_describe_unreadable(path)} "
+            f"(torch.load raised {type(err).__name__}). Copy the file again or point to another one."
+        ) from err
 
 
 def _unwrap(obj: Any, path: Path) -> Weights:
@@ -195,21 +239,40 @@ def load_state_dict_strict(
     own = model.state_dict()
     if "logit_scale" in sd and "logit_scale" in own and sd["logit_scale"].numel() == 1:
         sd["logit_scale"] = sd["logit_scale"].reshape(own["logit_scale"].shape)
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(sd)
-        if sd[k].shape != own[k].shape
-    )
-    if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing: {_few(missing)}" if missing else ""]
-        parts.append(f"{len(unexpected)} unexpected: {_few(unexpected)}" if unexpected else "")
-        parts.append(f"{len(shapes)} of another shape: {_few(shapes, 3)}" if shapes else "")
+    problem = state_dict_mismatch(own, sd)
+    if problem:
         raise ValueError(
-            f"Weights from {source} do not fit this {type(model).__name__}: "
-            + "; ".join(p for p in parts if p)
-            + ". Check the architecture name (e.g. 'ViT-B-16' for the paper's weights) and that "
+            f"Weights from {source} do not fit this {type(model).__name__}: {problem}. "
+            "Check the architecture name (e.g. 'ViT-B-16' for the paper's weights) and that "
             "the file is a CLIP checkpoint; weights are never loaded partially."
         )
     model.load_state_dict(sd, strict=True)
+
+
+def state_dict_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str:
+    """How ``given`` differs from ``expected`` in keys and shapes ("" when it fits).
+
+    Args:
+        expected: The model's own state dict (or any name -> object with ``.shape``).
+        given: The state dict read from a file.
+
+    Returns:
+        A few missing, unexpected and wrongly shaped keys, with counts; a one-element
+        ``logit_scale`` fits any one-element shape (open_clip versions differ there).
+    """
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+
+    def fits(k: str) -> bool:
+        a, b = tuple(given[k].shape), tuple(expected[k].shape)
+        return a == b or (k == "logit_scale" and math.prod(a) == math.prod(b) == 1)
+
+    shapes = sorted(
+        f"{k} {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(given)
+        if not fits(k)
+    )
+    parts = [f"{len(missing)} missing: {_few(missing)}" if missing else ""]
+    parts.append(f"{len(unexpected)} unexpected: {_few(unexpected)}" if unexpected else "")
+    parts.append(f"{len(shapes)} of another shape: {_few(shapes, 3)}" if shapes else "")
+    return "; ".join(p for p in parts if p)

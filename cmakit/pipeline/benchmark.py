@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from cmakit.common.io import atomic_path, cache_root, fingerprint, read_json, write_json
 from cmakit.data.csp import csp_pool
+from cmakit.models.transforms import paper_transform_key
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,6 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
         ood=ood,
         groups=ood_groups(cfg),
         candidates=None,
-        preprocessing=f"resize{size}-bicubic-centercrop-openai-norm",
+        preprocessing=paper_transform_key(size),
         id_subsets={data.OPENOOD_ID_SUBSET: openood_ids},
     )

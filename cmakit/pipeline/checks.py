@@ -1,30 +1,36 @@
-"""Checks of a run's inputs before any notebook starts (the runner's ``--dry-run``).
+"""Checks of a run's inputs before any notebook starts (the runner's ``--dry-run`` and every run).
 
-The embedded profiles need nothing from outside. The paper profile needs the OpenAI ViT-B/16
-weights and the ImageNet-1k, MOS and OpenOOD v1.5 folders; each missing piece is reported with
-the path tried and the expected layout, all at once, so one dry run lists everything to fix.
-Every profile logs where its negative labels come from (:func:`negatives_plan`): the candidate
-pool it mines or the negative-label file it reads, and CSP's pool.
-Every profile's fine-tuning batch must split over the processes that will train
-(:func:`check_batch_split`).
-"""
+Every profile: the architecture exists, the run folder can be written, the fine-tuning batch
+splits over the processes that will train (:func:`check_batch_split`), and the run logs where
+its negative labels come from (:func:`negatives_plan`). The paper profile also needs the OpenAI
+ViT-B/16 weights (read, and compared key by key and shape by shape with the architecture), the
+ImageNet-1k, MOS and OpenOOD v1.5 folders (every listed image set must have files that exist
+and open; large lists are sampled) and WordNet. Each problem names the set and the path tried,
+with the expected layout; all are reported at once, so one dry run lists everything to fix."""
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from pathlib import Path
 
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
 
+#: List entries checked for existence per image set, and images opened per set.
+SAMPLE_EXISTS, SAMPLE_OPEN = 500, 3
+
 
 def check_run_inputs(cfg: RunConfig) -> None:
-    """Validate what a run will read.
+    """Validate what a run will read and write.
 
     Raises:
-        FileNotFoundError: on the paper profile, for every missing weights file, data root,
-            folder or image list (one message naming all of them, with the expected layouts).
+        FileNotFoundError: every problem found (one message listing all of them): an unwritable
+            run folder, an unreadable negative-label file; on the paper profile missing,
+            unreadable or mismatched weights, missing data roots, folders, lists or listed
+            images, empty class folders, missing WordNet.
         ValueError: an unknown model architecture, or a fine-tuning batch that does not split
             over the devices (:func:`check_batch_split`).
     """
@@ -39,31 +45,59 @@ def check_run_inputs(cfg: RunConfig) -> None:
             f"{register_model_configs()}; see open_clip.list_models() for the rest."
         )
     log.info("fine-tuning: %s", check_batch_split(cfg))
-    problems = []
+    problems = run_dir_problems(Path(cfg.run_dir))
     try:
         for line in negatives_plan(cfg):
             log.info("%s", line)
     except (FileNotFoundError, ValueError) as err:
         problems.append(f"negative_labels: {err}")
-    if cfg.embedded:
-        if problems:
-            raise FileNotFoundError("The run cannot start:\n- " + "\n- ".join(problems))
-        return
+    if not cfg.embedded:
+        problems += _weights_problems(cfg) + _data_problems(cfg) + _wordnet_problems()
+    if problems:
+        raise FileNotFoundError(
+            f"The {cfg.profile} profile cannot start:\n- " + "\n- ".join(problems)
+        )
+    if not cfg.embedded:
+        log.info("paper inputs found: weights %s, ImageNet, MOS and OpenOOD v1.5", cfg.pretrained)
+
+
+def run_dir_problems(run_dir: Path) -> list[str]:
+    """Try to write a file in ``run_dir`` (or in its nearest existing parent, creating nothing)."""
+    probe = run_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return [f"run folder {run_dir}: {probe} is a file, not a folder; choose another --out."]
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        return [f"run folder {run_dir} cannot be written ({probe}: {err.strerror or err}); "
+                "choose another --out or fix the folder's permissions."]  # fmt: skip
+    return []
+
+
+def _weights_problems(cfg: RunConfig) -> list[str]:
+    import open_clip
+
+    from cmakit.models.factory import check_weights_fit
+
     if not cfg.pretrained:
-        problems.append(
+        return [
             "pretrained is empty: give the OpenAI ViT-B/16 weights file "
             "(--set pretrained=/path/ViT-B-16.pt) or the open_clip tag 'openai' (downloads)."
-        )
-    elif not os.path.isfile(
-        cfg.pretrained
-    ) and cfg.pretrained not in open_clip.list_pretrained_tags_by_model(cfg.model):
-        problems.append(
+        ]
+    if os.path.isfile(cfg.pretrained):
+        try:
+            check_weights_fit(cfg.model, cfg.pretrained)
+        except (ValueError, FileNotFoundError) as err:
+            return [str(err)]
+        return []
+    if cfg.pretrained not in open_clip.list_pretrained_tags_by_model(cfg.model):
+        return [
             f"pretrained={cfg.pretrained!r} is neither a file nor an open_clip tag of {cfg.model}."
-        )
-    problems += _data_problems(cfg)
-    if problems:
-        raise FileNotFoundError("The paper profile cannot start:\n- " + "\n- ".join(problems))
-    log.info("paper inputs found: weights %s, ImageNet, MOS and OpenOOD v1.5 roots", cfg.pretrained)
+        ]
+    return []
 
 
 def negatives_plan(cfg: RunConfig) -> list[str]:
@@ -148,10 +182,56 @@ def _data_problems(cfg: RunConfig) -> list[str]:
         if kind in missing_roots:
             continue
         try:
-            load()
+            images = load()
         except (FileNotFoundError, ValueError) as err:
             if str(err) not in problems:  # the ID list check reopens ImageNet val
                 problems.append(str(err))
             if "root" in str(err).split("\n")[0]:
                 missing_roots.add(kind)
+            continue
+        if hasattr(images, "samples"):  # an image set (not the ID list's indices)
+            problems += image_set_problems(images.name, [p for p, _ in images.samples])
     return problems
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all of them when ``n <= k``)."""
+    return list(range(n)) if n <= k else sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def image_set_problems(name: str, paths: list[str]) -> list[str]:
+    """Problems of one image set: no images, listed files that do not exist (a spread sample of
+    large lists), or sampled files that no image reader opens."""
+    from PIL import Image
+
+    if not paths:
+        return [f"image set {name}: no images."]
+    sample = [paths[i] for i in _spread(len(paths), SAMPLE_EXISTS)]
+    absent = [p for p in sample if not os.path.isfile(p)]
+    if absent:
+        folder = os.path.commonpath(absent) if len(absent) > 1 else os.path.dirname(absent[0])
+        return [f"image set {name}: {len(absent)} of {len(sample)} checked images do not exist "
+                f"(e.g. {absent[0]}; below {folder})."]  # fmt: skip
+    opened, errors = 0, []
+    for path in [sample[i] for i in _spread(len(sample), SAMPLE_OPEN)]:
+        try:
+            with Image.open(path) as img:
+                img.verify()
+            opened += 1
+        except Exception as err:  # PIL raises many kinds; any of them means unreadable
+            errors.append(f"{path} ({type(err).__name__})")
+    if not opened:
+        return [f"image set {name}: none of the sampled images opens, e.g. {errors[0]}."]
+    if errors:
+        log.warning("image set %s: unreadable images will be skipped, e.g. %s", name, errors[0])
+    return []
+
+
+def _wordnet_problems() -> list[str]:
+    from cmakit.data.wordnet import wordnet_source
+
+    try:
+        wordnet_source()
+    except LookupError as err:
+        return [f"WordNet (negative-label mining): {err}"]
+    return []

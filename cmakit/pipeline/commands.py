@@ -19,10 +19,12 @@ from cmakit.common.io import read_json, write_json
 from cmakit.data.paper import (
     MOS_SETS,
     ImageFiles,
+    imagefolder_classnames,
     imagenet_classnames,
     imagenet_split,
     mos_dataset,
     openood_dataset,
+    resolve_root,
 )
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.pipeline.benchmark import PAPER_GROUPS
@@ -31,7 +33,15 @@ log = logging.getLogger(__name__)
 MANIFEST = "embeddings.json"
 
 
-def open_image_set(spec: str, run, transform) -> ImageFiles:
+def id_classnames(run) -> list[str]:
+    """Class names of the run's ID set (``imagenet-val``: any ImageNet subset, or a names file)."""
+    family, _, name = run.id_set.partition("-")
+    if family != "imagenet" or name not in ("train", "val"):
+        raise KeyError(f"id_set={run.id_set!r}: use imagenet-val or imagenet-train.")
+    return imagefolder_classnames(resolve_root("imagenet", run.imagenet) / name, run.classnames)
+
+
+def open_image_set(spec: str, run, transform, classnames: list[str] | None = None) -> ImageFiles:
     """``"imagenet-val"``, ``"mos-SUN"``, ``"openood-ninco"`` ... -> a data set.
 
     Raises:
@@ -39,7 +49,7 @@ def open_image_set(spec: str, run, transform) -> ImageFiles:
     """
     family, _, name = spec.partition("-")
     if family == "imagenet" and name in ("train", "val"):
-        return imagenet_split(name, run.imagenet, transform=transform)
+        return imagenet_split(name, run.imagenet, transform=transform, classnames=classnames)
     if family == "mos":
         return mos_dataset(name, run.mos, transform=transform)
     if family == "openood":
@@ -47,7 +57,7 @@ def open_image_set(spec: str, run, transform) -> ImageFiles:
     raise KeyError(f"Unknown image set {spec!r}; use imagenet-val, mos-<Name>, openood-<name>.")
 
 
-def _negatives(run, model, tokenizer, device: str):
+def _negatives(run, model, tokenizer, device: str, classnames: list[str]):
     from cmakit.engine.distributed import barrier, get_rank
     from cmakit.engine.negatives import load_negative_labels, mine_negatives, save_negative_labels
 
@@ -56,7 +66,7 @@ def _negatives(run, model, tokenizer, device: str):
         log.warning("%s not found: mining negative labels with this model (the paper's protocol "
                     "mines with the pretrained model)", path)  # fmt: skip
         if get_rank() == 0:
-            labels = mine_negatives(model, tokenizer, imagenet_classnames(), device=device)
+            labels = mine_negatives(model, tokenizer, classnames, device=device)
             save_negative_labels(path, labels)
         barrier()
     return load_negative_labels(path)
@@ -96,7 +106,9 @@ def run_embed(run) -> dict[str, Any]:
     from cmakit.engine.embed import EmbeddingCache
     from cmakit.engine.negatives import negative_prompts, read_negative_labels
     from cmakit.models.factory import load_clip
+    from cmakit.models.transforms import paper_transform_key
 
+    names = id_classnames(run)
     info = init_distributed(run.device)
     pretrained = embed_pretrained(run.pretrained, run.checkpoint)
     model, preprocess, tokenizer = load_clip(run.model, pretrained=pretrained,
@@ -107,9 +119,10 @@ def run_embed(run) -> dict[str, Any]:
                                 "checkpoint": run.checkpoint, "id_set": run.id_set, "ood": {},
                                 "bad_images": {}, "bad_paths": {}}  # fmt: skip
     specs = [run.id_set] + [s.strip() for s in run.ood_sets.split(",") if s.strip()]
+    key = paper_transform_key(model.visual.image_size)  # load_clip's test transform
     for spec in specs:
-        enc = cache.images(model, open_image_set(spec, run, preprocess),
-                           preprocessing=repr(preprocess), **opts)  # fmt: skip
+        enc = cache.images(model, open_image_set(spec, run, preprocess, names),
+                           preprocessing=key, **opts)  # fmt: skip
         entry = str(cache.last_path.relative_to(out))
         manifest["bad_images"][spec], manifest["bad_paths"][spec] = (
             len(enc.bad_paths),
@@ -119,7 +132,7 @@ def run_embed(run) -> dict[str, Any]:
             manifest["id"] = entry
         else:
             manifest["ood"][spec] = entry
-    prompts = [run.id_prompt.format(c) for c in imagenet_classnames()]
+    prompts = [run.id_prompt.format(c) for c in names]
     cache.texts(model, tokenizer, prompts, device=info.device)
     manifest["id_text"], manifest["id_prompt"] = (
         str(cache.last_path.relative_to(out)),
@@ -130,7 +143,7 @@ def run_embed(run) -> dict[str, Any]:
         if Path(run.negatives).suffix.lower() in (".npy", ".txt"):  # fixed prompts, verbatim
             neg_prompts = read_negative_labels(run.negatives)
         else:
-            neg_prompts = negative_prompts(_negatives(run, model, tokenizer, info.device))
+            neg_prompts = negative_prompts(_negatives(run, model, tokenizer, info.device, names))
         cache.texts(model, tokenizer, neg_prompts, device=info.device)
         manifest["neg_text"], manifest["negatives"] = (
             str(cache.last_path.relative_to(out)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -79,8 +80,8 @@ class RunConfig:
             )
         if not self.seeds:
             raise ConfigError("seeds=[] is empty; give at least one fine-tuning seed, e.g. [0].")
-        if not 0 <= self.lam:
-            raise ConfigError(f"lam={self.lam!r} must be >= 0 (0 is FLYP).")
+        if not 0 <= self.lam <= 1:
+            raise ConfigError(f"lam={self.lam!r} must be in [0, 1] (0 is FLYP; the paper: 0.001).")
         if not 0 < self.neg_fraction <= 1:
             raise ConfigError(f"neg_fraction={self.neg_fraction!r} must be in (0, 1].")
         if self.neg_pool not in POOLS:
@@ -97,19 +98,52 @@ class RunConfig:
             raise ConfigError(
                 f"ablation_seeds={self.ablation_seeds!r} must be between 1 and len(seeds)={len(self.seeds)}."
             )
-        if any(x < 0 for x in self.ablation_lams):
-            raise ConfigError(f"ablation_lams={self.ablation_lams!r} must all be >= 0.")
-        for name in ("finetune_epochs", "finetune_batch_size", "neglabel_groups"):
+        if not self.ablation_lams or any(not 0 <= x <= 1 for x in self.ablation_lams):
+            raise ConfigError(
+                f"ablation_lams={self.ablation_lams!r} must be a non-empty list of values in [0, 1]."
+            )
+        for name in ("finetune_epochs", "neglabel_groups"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1.")
-        for name in ("finetune_micro_batch_size", "num_workers", "threads"):
+        if self.finetune_batch_size < 2:
+            raise ConfigError(
+                f"finetune_batch_size={self.finetune_batch_size!r} must be >= 2 (contrastive loss)."
+            )
+        for name in ("finetune_lr", "mcm_temperature", "neglabel_temperature"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be > 0.")
+        for name in ("finetune_max_steps", "finetune_warmup_steps", "weight_decay", "bootstrap",
+                     "threads", "finetune_micro_batch_size", "num_workers"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 0.")
+        for name in ("train_prompt", "test_prompt"):
+            _check_prompt(name, getattr(self, name))
+        if not _DEVICE_RE.fullmatch(self.device):
+            raise ConfigError(
+                f"device={self.device!r} is not a device cmakit knows; use 'auto', 'cpu', "
+                "'cuda', 'cuda:N' or 'mps'."
+            )
 
     @property
     def embedded(self) -> bool:
         """True when the run uses the embedded world (no external weights or data)."""
         return self.profile != "paper"
+
+
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+def _check_prompt(name: str, template: str) -> None:
+    """A prompt template must hold exactly one ``{}`` for the class name, and nothing else to fill."""
+    try:
+        ok = template.format("\x00").count("\x00") == 1
+    except (IndexError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{name}={template!r} must contain exactly one {{}} where the class name goes "
+            "(and no other braces), e.g. 'a photo of a {}.'"
+        )
 
 
 _COMMON: dict[str, Any] = {
@@ -296,6 +330,38 @@ def notebook_config(
     if not path.is_absolute():
         path = project_root() / path
     return resolve({**overrides, "run_dir": str(path), "profile": profile})
+
+
+#: RunConfig fields that hold paths (``pretrained`` may instead be an open_clip tag).
+PATH_FIELDS = ("run_dir", "pretrained", "imagenet_root", "mos_root", "openood_root", "cache_dir",
+               "negative_labels")  # fmt: skip
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def with_absolute_paths(cfg: RunConfig, base: str | os.PathLike) -> RunConfig:
+    """``cfg`` with every relative path made absolute against ``base`` (the caller's folder).
+
+    Notebooks run in the project root, so a relative path must be fixed before any kernel
+    starts. ``pretrained`` counts as a path when it names an existing file or looks like one
+    (a ``/`` or a weights suffix); otherwise it is an open_clip tag and kept.
+    """
+    base = Path(base)
+    changed = {}
+    for name in PATH_FIELDS:
+        value = getattr(cfg, name)
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        if name == "pretrained" and not (
+            (base / path).exists() or os.sep in value or "/" in value
+            or value.endswith(_WEIGHT_SUFFIXES)
+        ):  # fmt: skip
+            continue
+        if not path.is_absolute():
+            path = base / path
+        if str(path) != value:
+            changed[name] = os.path.normpath(path)
+    return dataclasses.replace(cfg, **changed) if changed else cfg
 
 
 def profile_overrides(cfg: RunConfig) -> dict[str, Any]:

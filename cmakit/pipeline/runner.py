@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from cmakit.pipeline.config import (
     config_to_dict,
     profile_overrides,
     resolve,
+    with_absolute_paths,
 )
 from cmakit.pipeline.relay import KERNEL_ARGS, ProgressRelay
 
@@ -59,7 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "geometry, lambda ablation, tables, explorer) and leave a run folder with everything it made.",
     )
     p.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="default: cpu")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run folder, relative to where you run the command (default: runs/<profile> in "
+        "the checkout)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="number of fine-tuning seeds (0..N-1)")
     p.add_argument(
         "--set",
@@ -162,6 +170,7 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
         SystemExit: when a notebook fails (after logging the cell's error and the notebook path).
     """
     import papermill
+    from nbclient.exceptions import DeadKernelError
 
     run_dir = Path(cfg.run_dir)
     params = {"run_dir": cfg.run_dir, "profile": cfg.profile, "overrides": profile_overrides(cfg)}
@@ -193,9 +202,33 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
                 out_nb,
             )
             raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            log.error("%s", interrupted_message(cfg, name, names, "interrupted (Ctrl-C)"))
+            raise SystemExit(130) from None
+        except DeadKernelError:
+            what = ("its kernel died (killed by the system, most often for lack of memory, or "
+                    "crashed)")  # fmt: skip
+            log.error("%s", interrupted_message(cfg, name, names, what))
+            raise SystemExit(1) from None
         timings[name.removesuffix(".ipynb")] = round(time.perf_counter() - start, 2)
         log.info("%s done in %.1f s", name, timings[name.removesuffix(".ipynb")])
     return timings
+
+
+def interrupted_message(cfg: RunConfig, name: str, names: list[str], what: str) -> str:
+    """One line for a run stopped inside notebook ``name``: what stopped, where the partial
+    notebook is, and the command that resumes it (finished products and training checkpoints
+    are reused, so nothing done is redone)."""
+    partial = Path(cfg.run_dir) / "notebooks" / name
+    rest = names[names.index(name) :]
+    resume = f"bash run_all.sh --profile {cfg.profile} --out {shlex.quote(cfg.run_dir)}"
+    if rest != notebooks_to_run(cfg, None):
+        resume += " --only " + " ".join(n.split("_")[0] for n in rest)
+    for key, value in profile_overrides(cfg).items():
+        if key != "run_dir":
+            resume += f" --set {shlex.quote(f'{key}={json.dumps(value)}')}"
+    return (f"notebook {name} stopped: {what}. Partially executed notebook: {partial}. "
+            f"Resume with: {resume}")  # fmt: skip
 
 
 def help_config_text() -> str:
@@ -233,6 +266,12 @@ def report_config_change(path: Path, cfg: RunConfig) -> dict[str, tuple[Any, Any
     return changes
 
 
+def caller_dir() -> Path:
+    """The folder the user ran the command from: ``$CMAKIT_CALLER_CWD`` (set by ``run_all.sh``,
+    which changes into the checkout), else the working directory."""
+    return Path(os.environ.get("CMAKIT_CALLER_CWD") or os.getcwd())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bash run_all.sh``."""
     logging.basicConfig(level=logging.INFO, format="[cmakit] %(message)s")
@@ -241,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         print(help_config_text())
         return 0
     try:
-        cfg = resolve(_overrides(args))
-        cfg = resolve({**config_to_dict(cfg), "run_dir": str(Path(cfg.run_dir).resolve())})
+        overrides = _overrides(args)
+        overrides.setdefault("run_dir", str(PROJECT_ROOT / "runs" / args.profile))
+        cfg = with_absolute_paths(resolve(overrides), caller_dir())
         names = notebooks_to_run(cfg, args.only)
         from cmakit.pipeline.checks import check_run_inputs
 
