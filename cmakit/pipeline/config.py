@@ -47,6 +47,7 @@ class RunConfig:
     finetune_batch_size: int  # global batch (pairs)
     finetune_lr: float
     finetune_warmup_steps: int
+    train_per_class: int  # embedded world: ID training images per class used (0 = all)
     weight_decay: float
     precision: str  # "fp32" | "bf16"
     train_prompt: str
@@ -89,6 +90,11 @@ class RunConfig:
             )
         if any(x < 0 for x in self.ablation_lams):
             raise ConfigError(f"ablation_lams={self.ablation_lams!r} must all be >= 0.")
+        if self.train_per_class < 0 or (self.train_per_class and self.profile == "paper"):
+            raise ConfigError(
+                f"train_per_class={self.train_per_class!r} must be >= 0, and 0 on the paper "
+                "profile (it subsamples the embedded world's training split)."
+            )
         for name in ("finetune_epochs", "finetune_batch_size", "neglabel_groups"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1.")
@@ -117,6 +123,7 @@ _COMMON: dict[str, Any] = {
     "threads": 0,
     "cache_dir": "",
     "finetune_max_steps": 0,
+    "train_per_class": 0,
 }
 
 #: Profile presets: every RunConfig field but run_dir/profile.
