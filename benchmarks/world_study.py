@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,22 @@ def factor_table(factor: str, cells: dict[Any, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+HEADLINE = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
+            ("mcm_near_fpr95", "MCM near FPR95"), ("mcm_near_auroc", "MCM near AUROC"),
+            ("mcm_far_fpr95", "MCM far FPR95"), ("mcm_far_auroc", "MCM far AUROC"),
+            ("neglabel_near_fpr95", "NL near FPR95"), ("neglabel_near_auroc", "NL near AUROC"),
+            ("neglabel_far_fpr95", "NL far FPR95"), ("neglabel_far_auroc", "NL far AUROC"))  # fmt: skip
+
+
+def headline_table(base: RunConfig) -> str:
+    """Zero-shot / FLYP / CMA at the profile's recipe: every headline metric, mean ± std."""
+    lines = ["| model | " + " | ".join(h for _, h in HEADLINE) + " |",
+             "|---|" + "---:|" * len(HEADLINE)]  # fmt: skip
+    for method, cols in cell(base, "recipe", None, 0).items():
+        lines.append(f"| {method} | " + " | ".join(_fmt(cols[k], k) for k, _ in HEADLINE) + " |")
+    return "\n".join(lines)
+
+
 def _delta(cells: dict, a: str, b: str, key: str) -> str:
     if a not in cells or b not in cells:
         return "–"
@@ -198,18 +215,20 @@ def write_doc(doc: Path, text: str) -> None:
 
 
 def run(base: RunConfig, factors: list[str], assets: Path) -> tuple[dict, dict[str, float]]:
-    """Every cell of ``factors``; returns ``({factor: {level: cell}}, {factor: seconds})``."""
+    """Every cell of ``factors``; returns ``({factor: {level: cell}}, {factor: "seconds, load before → after"})``."""
     levels = LEVELS[base.profile]
     base_steps = int(steps.finetune(base, "flyp", base.seeds[0])["final_step"])
-    study, seconds = {}, {}
+    study, seconds, loads = {}, {}, {}
     for factor in factors:
-        start = time.perf_counter()
+        start, load = time.perf_counter(), os.getloadavg()[0]
         study[factor] = {lv: cell(base, factor, lv, base_steps) for lv in levels[factor]}
         seconds[factor] = time.perf_counter() - start
+        loads[factor] = (load, os.getloadavg()[0])
         plot_factor(factor, study[factor], assets / f"world_study_{factor}.png")
         print(f"\n### {factor} ({seconds[factor]:.0f} s)\n\n{factor_table(factor, study[factor])}",
               flush=True)  # fmt: skip
-    return study, seconds
+    return study, {f: f"{s:.0f} s, load {loads[f][0]:.1f} → {loads[f][1]:.1f}"
+                   for f, s in seconds.items()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,10 +254,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{base.finetune_epochs} epochs, batch {base.finetune_batch_size}, λ {base.lam:g}, "
               f"neg_fraction {base.neg_fraction:g}; seeds {base.seeds}; mean ± std over seeds; "
               f"NL = NegLabel; metrics in percent, ID positive.")  # fmt: skip
-    parts = [recipe, "", "**Main table** (differences paired by seed, percent points)", "",
+    head = headline_table(base)
+    print("\n" + head)
+    parts = [recipe, "", "**Headline** (test sets; mean ± std over seeds)", "", head, "",
+             "**Main table** (differences paired by seed, percent points)", "",
              main_table(study)]  # fmt: skip
     for factor in factors:
-        parts += ["", f"**{factor}** ({seconds[factor]:.0f} s)", "",
+        parts += ["", f"**{factor}** ({seconds[factor]}; cached products are reused)", "",
                   factor_table(factor, study[factor]), "",
                   f"![{factor}](assets/world_study_{factor}.png)"]  # fmt: skip
     text = "\n".join(parts)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -227,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve(profile=args.profile, run_dir=args.run_dir or f"runs/{args.profile}",
                   threads=args.threads)  # fmt: skip
     steps.setup(cfg)
+    start, load = time.perf_counter(), os.getloadavg()[0]
     result = select_recipe(cfg)
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    result["load_avg_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]  # start, end
     if args.out:
         write_json(Path(args.out), result)
     print(selection_markdown(result))
