@@ -174,6 +174,30 @@ def main_table(study: dict[str, dict[Any, dict]]) -> str:
     return "\n".join(lines)
 
 
+def negatives_note(base: RunConfig, fractions: list[float]) -> str:
+    """How many negative labels each ``neg_fraction`` keeps, and which of them name an OoD
+    concept of the test or validation sets (a label that names the OoD image is the strongest
+    negative NegLabel can have)."""
+    from cmakit.data.world import world_config
+    from cmakit.data.world.concepts import concept_words
+
+    w = world_config(base.world)
+    sets = {"test near": w.near_classes, "test far objects": w.far_object_classes,
+            "test textures": w.far_texture_classes, "val near": w.val_near_classes,
+            "val far": w.val_far_object_classes}  # fmt: skip
+    lines = ["| neg_fraction | negatives (nouns / adjectives) | OoD concepts named by a negative |",
+             "|---:|---|---|"]  # fmt: skip
+    for frac in fractions:
+        labels = steps.negative_labels(dataclasses.replace(base, neg_fraction=frac))
+        words = {label.word for label in labels}
+        nouns = sum(label.pos == "noun" for label in labels)
+        named = "; ".join(
+            f"{name}: {sum(any(x in words for x in concept_words(c)) for c in cs)}/{len(cs)}"
+            for name, cs in sets.items())  # fmt: skip
+        lines.append(f"| {frac:g} | {len(labels)} ({nouns} / {len(labels) - nouns}) | {named} |")
+    return "\n".join(lines)
+
+
 def plot_factor(factor: str, cells: dict[Any, dict], path: Path) -> None:
     """ID accuracy and NegLabel near/far AUROC against the factor's levels, per method."""
     import matplotlib
@@ -260,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
              "**Main table** (differences paired by seed, percent points)", "",
              main_table(study)]  # fmt: skip
     for factor in factors:
+        if factor == "neg_fraction":
+            parts += ["", negatives_note(base, LEVELS[base.profile]["neg_fraction"])]
         parts += ["", f"**{factor}** ({seconds[factor]}; cached products are reused)", "",
                   factor_table(factor, study[factor]), "",
                   f"![{factor}](assets/world_study_{factor}.png)"]  # fmt: skip
