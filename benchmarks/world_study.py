@@ -264,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assets", default="docs/assets")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache-dir", default="")
+    parser.add_argument(
+        "--study-lam",
+        type=float,
+        default=None,
+        help="λ of the CMA rows of the other factors (default: the profile's)",
+    )
     args = parser.parse_args(argv)
     factors = [f for f in args.factors.split(",") if f]
     unknown = sorted(set(factors) - set(LEVELS[args.profile]))
@@ -273,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
                    cache_dir=args.cache_dir)  # fmt: skip
     steps.setup(base)
     start = time.perf_counter()
-    study, seconds = run(base, factors, Path(args.assets))
+    study_base = base if args.study_lam is None else dataclasses.replace(base, lam=args.study_lam)
+    study, seconds = run(study_base, factors, Path(args.assets))
     recipe = (f"Base recipe (profile `{base.profile}`): lr {base.finetune_lr:g}, "
-              f"{base.finetune_epochs} epochs, batch {base.finetune_batch_size}, λ {base.lam:g}, "
+              f"{base.finetune_epochs} epochs, batch {base.finetune_batch_size}, λ {base.lam:g} "
+              f"(headline), λ {study_base.lam:g} (CMA rows of the factors but `lam`), "
               f"neg_fraction {base.neg_fraction:g}; seeds {base.seeds}; mean ± std over seeds; "
               f"NL = NegLabel; metrics in percent, ID positive.")  # fmt: skip
     head = headline_table(base)

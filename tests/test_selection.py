@@ -88,3 +88,15 @@ def test_smoke_fine_tuning_raises_id_accuracy(smoke_cfg):
     zero = evaluate_model(smoke_cfg, "zero_shot", 0)["id_accuracy"]
     flyp = evaluate_model(smoke_cfg, "flyp", 0)["id_accuracy"]
     assert flyp > zero + 0.05, (zero, flyp)  # measured: 0.25 -> 0.38
+
+
+def test_cpu_profile_uses_the_recipe_chosen_on_validation_data():
+    import json
+    from pathlib import Path
+
+    from cmakit.pipeline.config import PROFILES
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "world_selection.json"
+    chosen = json.loads(doc.read_text())["chosen"]
+    for key, value in chosen.items():
+        assert PROFILES["cpu"][key] == value, (key, PROFILES["cpu"][key], value)
