@@ -36,6 +36,7 @@ from cmakit.engine.evaluate import evaluate
 from cmakit.pipeline import steps
 from cmakit.pipeline.config import RunConfig, resolve
 from cmakit.pipeline.results import evaluate_model, score_settings
+from cmakit.pipeline.selection import prune_checkpoints
 
 METHODS = ("zero_shot", "flyp", "cma")
 #: Levels per factor and profile; the profile's own value is always one of them.
@@ -111,6 +112,7 @@ def cell(base: RunConfig, factor: str, level: Any, base_steps: int) -> dict[str,
     for method, lam in methods.items():
         rows = [_flat(_record(cfg, method, s, lam, kind)) for s in cfg.seeds]
         out[method] = {k: [r[k] for r in rows] for k in rows[0]}
+    prune_checkpoints(cfg.run_dir)  # ~1 GB of optimizer states per finished run
     return out
 
 
@@ -138,12 +140,17 @@ HEADLINE = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
             ("neglabel_far_fpr95", "NL far FPR95"), ("neglabel_far_auroc", "NL far AUROC"))  # fmt: skip
 
 
-def headline_table(base: RunConfig) -> str:
-    """Zero-shot / FLYP / CMA at the profile's recipe: every headline metric, mean ± std."""
+def headline_table(base: RunConfig, extra_lams: tuple[float, ...] = ()) -> str:
+    """Zero-shot / FLYP / CMA at the profile's recipe (and CMA at ``extra_lams``): every
+    headline metric, mean ± std over seeds."""
     lines = ["| model | " + " | ".join(h for _, h in HEADLINE) + " |",
              "|---|" + "---:|" * len(HEADLINE)]  # fmt: skip
-    for method, cols in cell(base, "recipe", None, 0).items():
-        lines.append(f"| {method} | " + " | ".join(_fmt(cols[k], k) for k, _ in HEADLINE) + " |")
+    rows = {(f"cma (λ = {base.lam:g})" if m == "cma" else m): c
+            for m, c in cell(base, "recipe", None, 0).items()}  # fmt: skip
+    for lam in extra_lams:
+        rows[f"cma (λ = {lam:g})"] = cell(base, "lam", lam, 0)["cma"]
+    for name, cols in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(cols[k], k) for k, _ in HEADLINE) + " |")
     return "\n".join(lines)
 
 
@@ -286,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(headline), λ {study_base.lam:g} (CMA rows of the factors but `lam`), "
               f"neg_fraction {base.neg_fraction:g}; seeds {base.seeds}; mean ± std over seeds; "
               f"NL = NegLabel; metrics in percent, ID positive.")  # fmt: skip
-    head = headline_table(base)
+    extra = () if study_base.lam == base.lam else (study_base.lam,)
+    head = headline_table(base, extra)
     print("\n" + head)
     parts = [recipe, "", "**Headline** (test sets; mean ± std over seeds)", "", head, "",
              "**Main table** (differences paired by seed, percent points)", "",

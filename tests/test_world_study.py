@@ -25,7 +25,7 @@ def test_world_study_smoke(tmp_path, capsys):
     assert study.main(argv) == 0
     text = doc.read_text()
     assert "old" not in text and text.endswith("after\n") and "**Main table**" in text
-    assert "**Headline**" in text and "| cma |" in text
+    assert "**Headline**" in text and "| cma (λ = 0.1) |" in text
     for factor in ("data", "lam", "neg_kind"):
         assert (tmp_path / "assets" / f"world_study_{factor}.png").stat().st_size > 0
         assert f"**{factor}**" in text
