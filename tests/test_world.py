@@ -10,13 +10,22 @@ import pytest
 import torch
 
 from cmakit.common.config import ConfigError, from_dict
-from cmakit.data.world import OOD_GROUPS, OOD_SETS, WorldConfig, build_world, lexicon, world_config
+from cmakit.data.world import (
+    OOD_GROUPS,
+    OOD_SETS,
+    VAL_OOD_GROUPS,
+    VAL_OOD_SETS,
+    WorldConfig,
+    build_world,
+    lexicon,
+    world_config,
+)
 from cmakit.data.world.concepts import COLOURS, FAMILIES, SHAPE_WORDS, TEXTURE_WORDS, concept_family
 from cmakit.data.world.render import COLOUR_NAMES, OBJECTS
 from cmakit.data.world.sanity import max_iou
 
 SMOKE = world_config("smoke")
-SPLITS = ("pretrain", "train", "val", "test", *OOD_SETS)
+SPLITS = ("pretrain", "train", "val", "test", *OOD_SETS, *VAL_OOD_SETS)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,7 @@ def test_split_seed_changes_evaluation_samples_only(world):
     other = build_world(world_config("smoke", split_seed=1))
     assert torch.equal(other.raw_images["pretrain"], world.raw_images["pretrain"])
     assert other.captions == world.captions
-    for split in ("train", "test", *OOD_SETS):
+    for split in ("train", "test", *OOD_SETS, *VAL_OOD_SETS):
         assert not torch.equal(other.raw_images[split], world.raw_images[split])
     assert other.config.pretrain_key() == world.config.pretrain_key()
 
@@ -60,6 +69,8 @@ def test_shapes_dtypes_and_sizes(world):
     )
     for name in OOD_SETS:
         assert world.ood[name].shape[0] == SMOKE.n_ood_per_set
+    for name in VAL_OOD_SETS:
+        assert world.val_ood[name].shape[0] == SMOKE.n_ood_per_set
     x = world.images("val")
     assert x.dtype == torch.float32 and abs(float(x.mean())) < 1.5
 
@@ -67,13 +78,36 @@ def test_shapes_dtypes_and_sizes(world):
 def test_concepts_of_splits_are_disjoint(world):
     id_set = set(world.id_classnames)
     assert {c for s in ("train", "val", "test") for c in world.concepts[s]} == id_set
-    seen = [set(world.concepts[name]) for name in OOD_SETS]
+    seen = [set(world.concepts[name]) for name in OOD_SETS + VAL_OOD_SETS]
     for a in range(len(seen)):
         assert not seen[a] & id_set
         for b in range(a + 1, len(seen)):
             assert not seen[a] & seen[b]
     # every OoD concept also occurs in pretraining, as ImageNet's OoD sets occur in CLIP's data
     assert set(world.concepts["pretrain"]) >= set().union(*seen) | id_set
+
+
+@pytest.mark.parametrize("cfg", [world_config("cpu"), SMOKE])
+def test_validation_ood_is_disjoint_from_test_ood_and_id(cfg):
+    test_ood = set(cfg.near_classes) | set(cfg.far_object_classes) | set(cfg.far_texture_classes)
+    val_near, val_far = set(cfg.val_near_classes), set(cfg.val_far_object_classes)
+    assert val_near and val_far and not val_near & val_far
+    assert not (val_near | val_far) & (test_ood | set(cfg.id_classnames))
+    assert VAL_OOD_GROUPS == {"near": ["val_near_shapes"], "far": ["val_far_objects"]}
+    assert not set(VAL_OOD_SETS) & set(OOD_SETS)
+    id_family = {concept_family(c) for c in cfg.id_classnames}
+    assert {concept_family(c) for c in val_near} <= id_family
+    assert not {concept_family(c) for c in val_far} & (id_family | {"texture"})
+    # a validation OoD concept is no ID concept rotated, rescaled or recoloured
+    for ood in sorted(val_near | val_far):
+        for idc in cfg.id_classnames:
+            assert max_iou(idc, ood) < 0.85, (ood, idc)
+
+
+def test_validation_ood_sets_show_their_concepts(world):
+    assert set(world.concepts["val_near_shapes"]) == set(SMOKE.val_near_classes)
+    assert set(world.concepts["val_far_objects"]) == set(SMOKE.val_far_object_classes)
+    assert set(world.val_ood) == set(VAL_OOD_SETS) and not set(world.ood) & set(VAL_OOD_SETS)
 
 
 def test_no_image_is_shared_between_splits(world):
@@ -200,6 +234,11 @@ def test_figure(world, tmp_path):
         ({"far_texture_classes": ["key"]}, "'key', which is not a texture"),
         ({"far_texture_classes": ["stripes", "house"]}, "listed in two OoD sets|not a texture"),
         ({"near_classes": ["key"]}, "near-OoD must share the ID family"),
+        ({"val_near_classes": ["oval"]}, "listed in two OoD sets"),
+        ({"val_far_object_classes": ["house"]}, "listed in two OoD sets"),
+        ({"id_classes": ["circle", "spark"], "num_id_classes": 2}, "both as ID and as OoD"),
+        ({"val_far_object_classes": []}, "val_far_object_classes is empty"),
+        ({"val_near_classes": ["key"]}, "near-OoD must share the ID family"),
         ({"texture_frac": 0.7, "multi_object_frac": 0.5}, "must not exceed 1"),
         ({"image_size": 4}, "image_size=4"),
         ({"min_scale": 0.05}, "min_scale=0.05"),

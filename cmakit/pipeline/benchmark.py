@@ -60,6 +60,10 @@ class Benchmark:
         preprocessing: Description of the image transform (part of cache keys).
         id_subsets: Name -> indices into ``id_test`` of another ID test set (paper path:
             ``"openood_imagenet"``, OpenOOD v1.5's ID list); see :func:`id_subsets`.
+        id_val: ``(image, label)`` data set of the ID validation images (None: none).
+        val_ood: Validation OoD set name -> data set: concepts disjoint from ID and from every
+            test OoD set; for choosing a recipe, never for a reported result.
+        val_groups: ``{"near": [...], "far": [...]}`` names of ``val_ood``.
     """
 
     name: str
@@ -72,6 +76,9 @@ class Benchmark:
     preprocessing: str
     csp_candidates: list[tuple[str, str]] | None = None
     id_subsets: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    id_val: Dataset | None = None
+    val_ood: dict[str, Dataset] = dataclasses.field(default_factory=dict)
+    val_groups: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 def ood_groups(cfg: RunConfig) -> dict[str, list[str]]:
@@ -136,29 +143,59 @@ def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | Non
     return world
 
 
+def first_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the first ``n`` samples of every class in ``labels [N]``, in their order.
+
+    Raises:
+        ValueError: if a class has fewer than ``n`` samples.
+    """
+    counts = torch.bincount(labels)
+    if int(counts.min()) < n:
+        raise ValueError(
+            f"train_per_class={n} but a class has only {int(counts.min())} training images; "
+            "lower train_per_class or raise the world's n_train_per_class."
+        )
+    rank = torch.zeros_like(labels)
+    for k in range(len(counts)):
+        idx = (labels == k).nonzero().squeeze(1)
+        rank[idx] = torch.arange(len(idx))
+    return (rank < n).nonzero().squeeze(1)
+
+
 def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
     """The embedded world's benchmark; ``seed`` draws the ID train/test and OoD samples."""
     world = load_world(cfg, seed)
     tag = f"world-{cfg.world}-{fingerprint(world.config.__repr__())}"
 
-    def train_pairs(tokenizer: Callable, template: str) -> Dataset:
-        return world.id_dataset("train", tokenizer, template)
+    from cmakit.data.world import VAL_OOD_GROUPS
 
-    test = _named(TensorDataset(world.images("test"), world.labels("test")), f"{tag}-test")
-    ood = {
-        name: _named(TensorDataset(world.images(name), torch.full((len(x),), -1)), f"{tag}-{name}")
-        for name, x in world.ood.items()
-    }
+    def train_pairs(tokenizer: Callable, template: str) -> Dataset:
+        data = world.id_dataset("train", tokenizer, template)
+        if not cfg.train_per_class:
+            return data
+        keep = first_per_class(world.labels("train"), cfg.train_per_class)
+        return TensorDataset(*(t[keep] for t in data.tensors))
+
+    def labelled(split: str) -> TensorDataset:
+        return _named(TensorDataset(world.images(split), world.labels(split)), f"{tag}-{split}")
+
+    def unlabelled(sets: dict[str, torch.Tensor]) -> dict[str, TensorDataset]:
+        return {name: _named(TensorDataset(world.images(name), torch.full((len(x),), -1)),
+                             f"{tag}-{name}") for name, x in sets.items()}  # fmt: skip
+
     return Benchmark(
         name=tag,
         classnames=list(world.id_classnames),
         train_pairs=train_pairs,
-        id_test=test,
-        ood=ood,
+        id_test=labelled("test"),
+        ood=unlabelled(world.ood),
         groups=ood_groups(cfg),
         candidates=world.negative_candidates(),
         preprocessing=f"world-{world.config.image_size}px-clip-norm",
         csp_candidates=csp_pool(world.negative_candidates()),
+        id_val=labelled("val"),
+        val_ood=unlabelled(world.val_ood),
+        val_groups={k: list(v) for k, v in VAL_OOD_GROUPS.items()},
     )
 
 

@@ -31,6 +31,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "finetune_batch_size",
         "finetune_lr",
         "finetune_warmup_steps",
+        "train_per_class",
         "weight_decay",
         "precision",
         "train_prompt",

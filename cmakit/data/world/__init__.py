@@ -7,9 +7,23 @@ OoD sets occur in CLIP's pretraining data.
 
 from __future__ import annotations
 
-from cmakit.data.world.build import ID_SPLITS, MEAN, OOD_SETS, STD, World, build_world
+from cmakit.data.world.build import (
+    ID_SPLITS,
+    MEAN,
+    OOD_SETS,
+    STD,
+    VAL_OOD_SETS,
+    World,
+    build_world,
+)
 from cmakit.data.world.concepts import lexicon
-from cmakit.data.world.config import OOD_GROUPS, WORLD_PRESETS, WorldConfig, world_config
+from cmakit.data.world.config import (
+    OOD_GROUPS,
+    VAL_OOD_GROUPS,
+    WORLD_PRESETS,
+    WorldConfig,
+    world_config,
+)
 from cmakit.data.world.figure import plot_world_samples
 
 __all__ = [
@@ -18,6 +32,8 @@ __all__ = [
     "OOD_GROUPS",
     "OOD_SETS",
     "STD",
+    "VAL_OOD_GROUPS",
+    "VAL_OOD_SETS",
     "WORLD_PRESETS",
     "World",
     "WorldConfig",

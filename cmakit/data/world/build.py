@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 MEAN, STD = OPENAI_MEAN, OPENAI_STD  # the tiny CLIP normalises as OpenAI CLIP does
 ID_SPLITS: tuple[str, ...] = ("train", "val", "test")
 OOD_SETS: tuple[str, ...] = ("near_shapes", "far_objects", "far_textures")
+#: Validation OoD sets: for choosing a recipe only, never part of a test table.
+VAL_OOD_SETS: tuple[str, ...] = ("val_near_shapes", "val_far_objects")
 _SPLIT_CODE = {
     "pretrain": 0,
     "train": 1,
@@ -35,6 +37,8 @@ _SPLIT_CODE = {
     "near_shapes": 4,
     "far_objects": 5,
     "far_textures": 6,
+    "val_near_shapes": 7,
+    "val_far_objects": 8,
 }
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
@@ -48,7 +52,8 @@ class World:
         config: The configuration it was built from.
         id_classnames: The K ID class names; ID label ``k`` is ``id_classnames[k]``.
         raw_images: Split name -> ``uint8`` images. Splits: ``pretrain``, ``train``, ``val``,
-            ``test`` and the OoD sets ``near_shapes``, ``far_objects``, ``far_textures``.
+            ``test``, the test OoD sets ``near_shapes``, ``far_objects``, ``far_textures`` and
+            the validation OoD sets ``val_near_shapes``, ``val_far_objects``.
         concepts: Split name -> the concept shown by each image (slot 0 for multi-object).
         captions: Pretraining captions, one per pretraining image.
         id_labels: ``train``/``val``/``test`` -> ``[N]`` long labels in ``[0, K)``.
@@ -71,6 +76,12 @@ class World:
     def ood(self) -> dict[str, torch.Tensor]:
         """OoD set name -> ``uint8`` images (near: ``near_shapes``; far: ``far_objects``, ``far_textures``)."""
         return {name: self.raw_images[name] for name in OOD_SETS}
+
+    @property
+    def val_ood(self) -> dict[str, torch.Tensor]:
+        """Validation OoD set name -> ``uint8`` images (``val_near_shapes``,
+        ``val_far_objects``): concepts disjoint from ID and from every test OoD set."""
+        return {name: self.raw_images[name] for name in VAL_OOD_SETS}
 
     def ood_classnames(self, name: str) -> list[str]:
         """The concepts of OoD set ``name``, sorted."""
@@ -164,9 +175,13 @@ def _split(cfg: WorldConfig, split: str) -> tuple[list[str], np.ndarray, np.rand
         k = len(cfg.id_classnames)
         n = k * getattr(cfg, f"n_{split}_per_class")
         return _balanced(rng, cfg.id_classnames, n), np.ones(n, dtype=int), rng
-    names = {"near_shapes": cfg.near_classes, "far_objects": cfg.far_object_classes}.get(
-        split, cfg.far_texture_classes
-    )
+    names = {
+        "near_shapes": cfg.near_classes,
+        "far_objects": cfg.far_object_classes,
+        "far_textures": cfg.far_texture_classes,
+        "val_near_shapes": cfg.val_near_classes,
+        "val_far_objects": cfg.val_far_object_classes,
+    }[split]
     return _balanced(rng, names, cfg.n_ood_per_set), np.ones(cfg.n_ood_per_set, dtype=int), rng
 
 
@@ -178,7 +193,7 @@ def build_world(cfg: WorldConfig) -> World:
     """
     raw, concepts, scenes, timings = {}, {}, {}, {}
     captions: list[str] = []
-    for split in ("pretrain", *ID_SPLITS, *OOD_SETS):
+    for split in ("pretrain", *ID_SPLITS, *OOD_SETS, *VAL_OOD_SETS):
         t0 = time.perf_counter()
         names, n_obj, rng = _split(cfg, split)
         s = sample_scenes(rng, names, n_obj, cfg.pattern_prob, cfg.min_scale)
