@@ -75,6 +75,10 @@ def test_smoke_profile_end_to_end(tmp_path):
     ablation_gaps = [row["modality_gap"] for row in summary["ablation"]]
     assert ablation_gaps == sorted(ablation_gaps, reverse=True), ablation_gaps
     assert summary["fingerprints"]["metrics"]["cma-seed0"]
+    # a finished fine-tuning keeps its weights and history, not its resume checkpoints
+    assert list((out / "models").rglob("model.pt")) and not list(
+        (out / "models").rglob("step_*.pt")
+    )
     assert summary["timings"]["notebooks_s"]["total"] > 0
     for name, _ in runner.NOTEBOOKS:
         executed = json.loads((out / "notebooks" / name).read_text())

@@ -160,10 +160,19 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
             "final_step": result.final_step, "wall_time_s": result.wall_time_s,
             "pairs_per_s": result.pairs_per_s, "bad_samples": result.bad_samples,
         }  # fmt: skip
+    from cmakit.engine.checkpoint import list_checkpoints
+
+    for step_file in list_checkpoints(out / "checkpoints"):  # done: model.pt and history stay
+        step_file.unlink(missing_ok=True)
     facts = {"method": method, "lam": weight, "seed": seed,
              "fingerprint": products.model_key(cfg, weight, seed), **facts}  # fmt: skip
     write_json(done, facts)
     return {**facts, "cached": False}
+
+
+#: Resume checkpoints kept while a fine-tuning runs (two: resume falls back to the older one
+#: when the newest cannot be read); a finished run keeps none, only its final weights.
+KEEP_CHECKPOINTS = 2
 
 
 def train_config(cfg: RunConfig, lam: float, seed: int) -> Any:
@@ -178,6 +187,7 @@ def train_config(cfg: RunConfig, lam: float, seed: int) -> Any:
         grad_checkpointing=cfg.grad_checkpointing, precision=cfg.precision, seed=seed,
         device=cfg.device, num_workers=cfg.num_workers,
         log_every=max(1, cfg.finetune_max_steps // 10 or 10),
+        keep_checkpoints=KEEP_CHECKPOINTS,
     )  # fmt: skip
 
 
