@@ -118,6 +118,18 @@ def test_changed_negative_fraction_remines_and_reembeds_but_keeps_models(run):
             != summary["methods"]["zero_shot"]["ood"]["neglabel"]["far_mean"])  # fmt: skip
 
 
+def test_ablation_rows_of_several_seeds_fold_into_the_summary(base_run, tmp_path):
+    """Each ablation point's file carries its own fingerprint; folding seeds must not trip on it."""
+    cfg, _ = base_run
+    folder = tmp_path / "two-seeds"
+    shutil.copytree(cfg.run_dir, folder)
+    two = resolve({**vars(cfg), "run_dir": str(folder), "seeds": [0, 1], "ablation_seeds": 2})
+    summary = results.build_run_summary(two)
+    assert [row["lam"] for row in summary["ablation"]] == [0.0, 0.1]
+    assert len(summary["ablation"][0]["modality_gap_per_seed"]) == 2
+    assert len(summary["fingerprints"]["ablation"]) == 4
+
+
 def test_fingerprints_follow_exactly_their_stage_fields():
     cfg = resolve({"profile": "smoke", "run_dir": "/tmp/x"})
     base = {

@@ -444,6 +444,11 @@ def ablation_reference(cfg: RunConfig) -> dict[str, float]:
 
 
 def ablation_rows(cfg: RunConfig) -> list[dict[str, Any]]:
-    """The ablation points of this configuration (computed if missing), one per (λ, seed)."""
-    return [ablation_point(cfg, lam, seed)
+    """The ablation points of this configuration (computed if missing), one per (λ, seed).
+
+    Each point's file keeps its fingerprint; the rows leave it out, as the seeds of one λ are
+    folded together (the summary lists the fingerprints apart, under ``fingerprints``).
+    """
+    rows = [ablation_point(cfg, lam, seed)
             for lam in cfg.ablation_lams for seed in cfg.seeds[: cfg.ablation_seeds]]  # fmt: skip
+    return [{k: v for k, v in row.items() if k != "fingerprint"} for row in rows]
