@@ -150,6 +150,38 @@ def test_runner_names_the_fields_that_changed_since_the_last_run(tmp_path, caplo
     assert "convention: 'id_positive' -> 'ood_positive' (recomputes metrics" in caplog.text
 
 
+def test_an_executed_notebook_is_kept_until_its_inputs_change(tmp_path, monkeypatch, caplog):
+    import nbformat
+
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_dir = 'x'\nprofile = 'smoke'\noverrides = {}")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print(overrides)")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, nb_dir / "02_finetune.ipynb")
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", nb_dir)
+    out = tmp_path / "run"
+    argv = ["--profile", "smoke", "--out", str(out), "--only", "02"]
+    caplog.set_level(logging.INFO)
+    assert runner.main(argv) == 0
+    executed = out / "notebooks" / "02_finetune.ipynb"
+    first = executed.stat().st_mtime_ns
+    assert runner.main(argv) == 0
+    assert "is up to date" in caplog.text and executed.stat().st_mtime_ns == first
+    caplog.clear()
+    assert runner.main([*argv, "--set", "lam=0.2"]) == 0  # another configuration: executed
+    assert "is up to date" not in caplog.text and "'lam': 0.2" in executed.read_text()
+    caplog.clear()
+    assert runner.main([*argv, "--set", "lam=0.2", "--rerun"]) == 0
+    assert "is up to date" not in caplog.text
+
+
 def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):
     import nbformat
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cmakit.common.config import ConfigError
-from cmakit.common.io import read_json, write_json
+from cmakit.common.io import read_json, write_json, write_text
 from cmakit.pipeline.config import (
     PROFILE_NAMES,
     RunConfig,
@@ -79,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (e.g. 04 05)")
     p.add_argument(
         "--dry-run", action="store_true", help="validate configuration and paths, run nothing"
+    )
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="execute every notebook even when its executed copy is up to date",
     )
     p.add_argument(
         "--help-config",
@@ -163,8 +168,22 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
+def notebook_key(name: str, params: dict[str, Any]) -> str:
+    """Fingerprint of what an executed notebook depends on: its source, its parameters and the
+    source of the cmakit package (products it reads are keyed by the same configuration)."""
+    from cmakit.common.io import file_digest, fingerprint
+
+    package = Path(__file__).resolve().parents[1]
+    code = {str(p.relative_to(package)): file_digest(p) for p in sorted(package.rglob("*.py"))}
+    return fingerprint(name, file_digest(NOTEBOOK_DIR / name), params, code)
+
+
+def execute(cfg: RunConfig, names: list[str], *, rerun: bool = False) -> dict[str, float]:
     """Execute notebooks with papermill; returns wall seconds per notebook.
+
+    A notebook already executed in the run folder with the same source, parameters and cmakit
+    code (:func:`notebook_key`, kept in ``notebooks/.<name>.key``) is not executed again unless
+    ``rerun``: an unchanged re-run only checks keys.
 
     Raises:
         SystemExit: when a notebook fails (after logging the cell's error and the notebook path).
@@ -178,6 +197,12 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
     for name in names:
         out_nb = run_dir / "notebooks" / name
         out_nb.parent.mkdir(parents=True, exist_ok=True)
+        stamp = out_nb.parent / f".{name}.key"
+        key = notebook_key(name, {} if name in STANDALONE else params)
+        if not rerun and out_nb.is_file() and stamp.is_file() and stamp.read_text() == key:
+            log.info("%s is up to date (same notebook, parameters and code): kept", name)
+            continue
+        stamp.unlink(missing_ok=True)  # a partial notebook never looks complete
         log.info("running %s -> %s (progress: %s)", name, out_nb, run_dir / PROGRESS_LOG)
         start = time.perf_counter()
         try:
@@ -211,6 +236,7 @@ def execute(cfg: RunConfig, names: list[str]) -> dict[str, float]:
             log.error("%s", interrupted_message(cfg, name, names, what))
             raise SystemExit(1) from None
         timings[name.removesuffix(".ipynb")] = round(time.perf_counter() - start, 2)
+        write_text(stamp, key)
         log.info("%s done in %.1f s", name, timings[name.removesuffix(".ipynb")])
     return timings
 
@@ -300,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     report_config_change(run_dir / "config.json", cfg)
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), **provenance()})
     start = time.perf_counter()
-    timings = execute(cfg, names)
+    timings = execute(cfg, names, rerun=args.rerun)
     elapsed = time.perf_counter() - start
     # Seconds per notebook, kept across partial re-runs (--only): the latest run of each.
     record = run_dir / "metrics" / "notebook_timings.json"
