@@ -150,15 +150,16 @@ def test_runner_names_the_fields_that_changed_since_the_last_run(tmp_path, caplo
     assert "convention: 'id_positive' -> 'ood_positive' (recomputes metrics" in caplog.text
 
 
-def test_an_executed_notebook_is_kept_until_its_inputs_change(tmp_path, monkeypatch, caplog):
+def _fake_notebook(tmp_path, monkeypatch, parameters: str, body: str) -> None:
+    """Make the runner's notebook 02 a two-cell notebook: a parameters cell and ``body``."""
     import nbformat
 
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("run_dir = 'x'\nprofile = 'smoke'\noverrides = {}")
+    params = nbformat.v4.new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("print(overrides)")]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -166,6 +167,15 @@ def test_an_executed_notebook_is_kept_until_its_inputs_change(tmp_path, monkeypa
     }
     nbformat.write(nb, nb_dir / "02_finetune.ipynb")
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", nb_dir)
+
+
+def test_an_executed_notebook_is_kept_until_its_inputs_change(tmp_path, monkeypatch, caplog):
+    _fake_notebook(
+        tmp_path,
+        monkeypatch,
+        "run_dir = 'x'\nprofile = 'smoke'\noverrides = {}",
+        "print(overrides)",
+    )
     out = tmp_path / "run"
     argv = ["--profile", "smoke", "--out", str(out), "--only", "02"]
     caplog.set_level(logging.INFO)
@@ -183,21 +193,7 @@ def test_an_executed_notebook_is_kept_until_its_inputs_change(tmp_path, monkeypa
 
 
 def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):
-    import nbformat
-
-    nb_dir = tmp_path / "nbs"
-    nb_dir.mkdir()
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("run_dir = 'x'")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("raise RuntimeError('boom in cell')")]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, nb_dir / "02_finetune.ipynb")
-    monkeypatch.setattr(runner, "NOTEBOOK_DIR", nb_dir)
+    _fake_notebook(tmp_path, monkeypatch, "run_dir = 'x'", "raise RuntimeError('boom in cell')")
     out = tmp_path / "run"
     with pytest.raises(SystemExit):
         runner.main(["--profile", "smoke", "--out", str(out), "--only", "02"])
