@@ -10,6 +10,7 @@ partially executed notebook.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -168,14 +169,22 @@ def provenance() -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _package_digest() -> str:
+    """Fingerprint of cmakit's source files (read once per process, not once per notebook)."""
+    from cmakit.common.io import file_digest, fingerprint
+
+    package = Path(__file__).resolve().parents[1]
+    return fingerprint({str(p.relative_to(package)): file_digest(p)
+                        for p in sorted(package.rglob("*.py"))})  # fmt: skip
+
+
 def notebook_key(name: str, params: dict[str, Any]) -> str:
     """Fingerprint of what an executed notebook depends on: its source, its parameters and the
     source of the cmakit package (products it reads are keyed by the same configuration)."""
     from cmakit.common.io import file_digest, fingerprint
 
-    package = Path(__file__).resolve().parents[1]
-    code = {str(p.relative_to(package)): file_digest(p) for p in sorted(package.rglob("*.py"))}
-    return fingerprint(name, file_digest(NOTEBOOK_DIR / name), params, code)
+    return fingerprint(name, file_digest(NOTEBOOK_DIR / name), params, _package_digest())
 
 
 def execute(cfg: RunConfig, names: list[str], *, rerun: bool = False) -> dict[str, float]:
