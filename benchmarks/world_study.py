@@ -4,8 +4,10 @@ Around the profile's recipe (the one chosen on validation data by
 :mod:`cmakit.pipeline.selection`), each factor takes a few levels and every other knob stays
 put: the fine-tuning learning rate (``lr``), epochs (``epochs``), ID training images per class
 at a fixed number of steps (``data``), λ (``lam``), the share of the lexicon kept as negative
-labels (``neg_fraction``), their part of speech (``neg_kind``) and the model (``model``: its own
-pretraining, so it is off by default). Each cell fine-tunes with the pipeline's own
+labels (``neg_fraction``), their part of speech (``neg_kind``), the model's capacity
+(``model``: the tiny ViT against the tiny ResNet, each pretrained on the world) and the richness
+of the world's vocabulary (``world``: the 133-word shape world against the species world with
+its 192 species words; each pretrains its own model). Each cell fine-tunes with the pipeline's own
 ``steps.finetune``, embeds with ``steps.embed`` and scores with ``cmakit.engine.evaluate``, so
 the study measures what the kit measures. Test sets are only *reported* here; no choice is
 made from them.
@@ -42,13 +44,14 @@ METHODS = ("zero_shot", "flyp", "cma")
 #: Levels per factor and profile; the profile's own value is always one of them.
 LEVELS: dict[str, dict[str, list[Any]]] = {
     "cpu": {
-        "lr": [1e-4, 3e-4, 1e-3, 3e-3],
+        "lr": [3e-5, 1e-4, 3e-4, 1e-3],
         "epochs": [3, 10, 30],
         "data": [25, 50, 200],
         "lam": [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         "neg_fraction": [0.15, 0.5, 1.0],
         "neg_kind": ["all", "nouns", "adjectives"],
         "model": ["cmakit-tiny", "cmakit-tiny-rn"],
+        "world": ["shapes", "cpu"],
     },
     "smoke": {
         "lr": [1e-3, 3e-3],
@@ -58,9 +61,10 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "neg_fraction": [0.5, 1.0],
         "neg_kind": ["all", "nouns"],
         "model": ["cmakit-micro"],
+        "world": ["smoke"],
     },
 }
-DEFAULT_FACTORS = ("lr", "epochs", "data", "lam", "neg_fraction", "neg_kind")
+DEFAULT_FACTORS = ("lam", "neg_fraction", "neg_kind", "lr", "epochs", "data", "model", "world")
 #: Columns of every table: (key, header); metrics are percent except the gap.
 COLUMNS = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
            ("neglabel_near_fpr95", "NL near FPR95"), ("neglabel_near_auroc", "NL near AUROC"),
@@ -94,7 +98,7 @@ def _record(cfg: RunConfig, method: str, seed: int, lam: float | None, kind: str
 def _variant(base: RunConfig, factor: str, level: Any, base_steps: int) -> RunConfig:
     """The configuration of one level (``lam`` and ``neg_kind`` keep ``base``)."""
     field = {"lr": "finetune_lr", "epochs": "finetune_epochs", "neg_fraction": "neg_fraction",
-             "model": "model"}.get(factor)  # fmt: skip
+             "model": "model", "world": "world"}.get(factor)  # fmt: skip
     if field:
         return dataclasses.replace(base, **{field: level})
     if factor == "data":  # same number of steps, fewer distinct images
@@ -205,6 +209,51 @@ def negatives_note(base: RunConfig, fractions: list[float]) -> str:
     return "\n".join(lines)
 
 
+def marking_note(base: RunConfig) -> str:
+    """NegLabel AUROC of each model on the marked and the plain OoD species of the test sets
+    (species worlds only): whether fine-tuning turned "has a marking" into a sign of ID-ness.
+    Every ID class of the species world is marked; the far-OoD objects come plain and marked."""
+    from sklearn.metrics import roc_auc_score
+
+    from cmakit.core.scores import neglabel_score
+    from cmakit.data.world.concepts import anatomy
+    from cmakit.pipeline.benchmark import load_world
+
+    if not world_config_of(base).markings:
+        return ""
+    rows = {}
+    for method in METHODS:
+        per_seed = []
+        for seed in base.seeds:
+            bundle, world = steps.embed(base, method, seed), load_world(base, seed)
+            s_id = neglabel_score(bundle.id_images, bundle.id_texts, bundle.neg_texts,
+                                  temperature=base.neglabel_temperature)  # fmt: skip
+            out = {}
+            for name in ("far_objects", "near_shapes"):
+                s_ood = neglabel_score(bundle.ood[name], bundle.id_texts, bundle.neg_texts,
+                                       temperature=base.neglabel_temperature)  # fmt: skip
+                marked = np.array([anatomy(c)[1] is not None for c in world.concepts[name]])
+                for tag, mask in (("plain", ~marked), ("marked", marked)):
+                    if mask.any():
+                        y = np.r_[np.ones(len(s_id)), np.zeros(int(mask.sum()))]
+                        out[f"{name} {tag}"] = 100 * roc_auc_score(y, np.r_[s_id, s_ood[mask]])
+            per_seed.append(out)
+        rows[method] = {k: [r[k] for r in per_seed] for k in per_seed[0]}
+    cols = list(rows[METHODS[0]])
+    lines = ["| model | " + " | ".join(f"NL AUROC {c}" for c in cols) + " |",
+             "|---|" + "---:|" * len(cols)]  # fmt: skip
+    for method, vals in rows.items():
+        lines.append(f"| {method} | " + " | ".join(_fmt(vals[c], c) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def world_config_of(cfg: RunConfig) -> Any:
+    """The :class:`~cmakit.data.world.WorldConfig` of ``cfg``'s world preset."""
+    from cmakit.data.world import world_config
+
+    return world_config(cfg.world)
+
+
 def plot_factor(factor: str, cells: dict[Any, dict], path: Path) -> None:
     """ID accuracy and NegLabel near/far AUROC against the factor's levels, per method."""
     import matplotlib
@@ -299,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     parts = [recipe, "", "**Headline** (test sets; mean ± std over seeds)", "", head, "",
              "**Main table** (differences paired by seed, percent points)", "",
              main_table(study)]  # fmt: skip
+    marks = marking_note(base)
+    if marks:
+        parts += ["", "**Plain and marked OoD species** (NegLabel AUROC, test sets, base recipe; "
+                  "every ID class is marked)", "", marks]  # fmt: skip
     for factor in factors:
         if factor == "neg_fraction":
             parts += ["", negatives_note(base, LEVELS[base.profile]["neg_fraction"])]

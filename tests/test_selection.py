@@ -67,11 +67,12 @@ def test_the_guard_catches_a_read_of_the_test_sets(smoke_cfg, guarded):
 
 
 def test_selection_never_reads_a_test_set(smoke_cfg, guarded):
-    rule = selection.SelectionRule(lrs=(1e-4, 1e-3), lr_epochs=1, epochs=(1, 2),
+    rule = selection.SelectionRule(lrs=(1e-4, 1e-3), lr_epochs=1, epochs=(1, 2), max_epochs=1,
                                    lams=(0.01, 1.0))  # fmt: skip
     result = selection.select_recipe(smoke_cfg, rule)
     chosen = result["chosen"]
-    assert chosen["finetune_lr"] in rule.lrs and chosen["finetune_epochs"] in rule.epochs
+    assert chosen["finetune_lr"] in rule.lrs and chosen["finetune_epochs"] == 1  # the budget
+    assert [r["within_budget"] for r in result["stages"]["epochs"]] == [True, False]
     assert chosen["lam"] in rule.lams
     assert [r["finetune_lr"] for r in result["stages"]["lr"]] == list(rule.lrs)
     for row in result["stages"]["lam"]:

@@ -20,9 +20,21 @@ from cmakit.data.world import (
     lexicon,
     world_config,
 )
-from cmakit.data.world.concepts import COLOURS, FAMILIES, SHAPE_WORDS, TEXTURE_WORDS, concept_family
+from cmakit.data.world.concepts import (
+    COLOURS,
+    FAMILIES,
+    MARKINGS,
+    SHAPE_WORDS,
+    SPECIES,
+    SPECIES_WORDS,
+    TEXTURE_WORDS,
+    _species_words,
+    anatomy,
+    concept_family,
+    species,
+)
 from cmakit.data.world.render import COLOUR_NAMES, OBJECTS
-from cmakit.data.world.sanity import max_iou
+from cmakit.data.world.sanity import in_disguise, max_iou
 
 SMOKE = world_config("smoke")
 SPLITS = ("pretrain", "train", "val", "test", *OOD_SETS, *VAL_OOD_SETS)
@@ -58,6 +70,15 @@ def test_split_seed_changes_evaluation_samples_only(world):
     assert other.config.pretrain_key() == world.config.pretrain_key()
 
 
+def test_reusing_the_pretraining_split_changes_no_byte(world):
+    cfg = world_config("smoke", split_seed=1)
+    reused = build_world(cfg, reuse=world)
+    assert reused.timings["pretrain"] == 0.0
+    assert _digest(reused) == _digest(build_world(cfg))
+    with pytest.raises(ValueError, match="another pretraining corpus"):
+        build_world(world_config("smoke", seed=1), reuse=world)
+
+
 def test_shapes_dtypes_and_sizes(world):
     k, size = SMOKE.num_id_classes, SMOKE.image_size
     assert world.raw_images["pretrain"].shape == (SMOKE.n_pretrain, 3, size, size)
@@ -87,7 +108,7 @@ def test_concepts_of_splits_are_disjoint(world):
     assert set(world.concepts["pretrain"]) >= set().union(*seen) | id_set
 
 
-@pytest.mark.parametrize("cfg", [world_config("cpu"), SMOKE])
+@pytest.mark.parametrize("cfg", [world_config("cpu"), world_config("shapes"), SMOKE])
 def test_validation_ood_is_disjoint_from_test_ood_and_id(cfg):
     test_ood = set(cfg.near_classes) | set(cfg.far_object_classes) | set(cfg.far_texture_classes)
     val_near, val_far = set(cfg.val_near_classes), set(cfg.val_far_object_classes)
@@ -101,7 +122,7 @@ def test_validation_ood_is_disjoint_from_test_ood_and_id(cfg):
     # a validation OoD concept is no ID concept rotated, rescaled or recoloured
     for ood in sorted(val_near | val_far):
         for idc in cfg.id_classnames:
-            assert max_iou(idc, ood) < 0.85, (ood, idc)
+            assert not in_disguise(idc, ood), (ood, idc)
 
 
 def test_validation_ood_sets_show_their_concepts(world):
@@ -167,7 +188,7 @@ def test_lexicon_covers_the_world():
     assert len(non_id) > 50
 
 
-@pytest.mark.parametrize("cfg", [world_config("cpu"), SMOKE])
+@pytest.mark.parametrize("cfg", [world_config("cpu"), world_config("shapes"), SMOKE])
 def test_near_and_far_sets_are_what_they_claim(cfg):
     id_family = {concept_family(c) for c in cfg.id_classnames}
     assert {concept_family(c) for c in cfg.near_classes} <= id_family
@@ -177,8 +198,11 @@ def test_near_and_far_sets_are_what_they_claim(cfg):
     # no OoD object is an ID object rotated, rescaled or recoloured (colour is not in the mask)
     for ood in cfg.near_classes + cfg.far_object_classes:
         for idc in cfg.id_classnames:
-            assert max_iou(idc, ood) < 0.85, (ood, idc)
-    assert max_iou("circle", "circle") > 0.99  # the check does detect a disguised ID class
+            assert not in_disguise(idc, ood), (ood, idc)
+    assert in_disguise("circle", "circle")  # the check does detect a disguised ID class
+    assert in_disguise(species("circle", "dots"), species("circle", "dots"))
+    assert not in_disguise(species("circle", "dots"), "circle")  # a marking makes a species
+    assert max_iou(species("circle", "dots"), "circle") > 0.99
 
 
 def test_texture_images_have_no_object(world):
@@ -260,3 +284,91 @@ def test_families_are_disjoint():
     members = [set(m) for m in FAMILIES.values()]
     assert sum(len(m) for m in members) == len(set().union(*members))
     assert np.all([concept_family(c) == "geometric" for c in world_config("cpu").id_classnames])
+
+
+# ---------------------------------------------------------------- the species world
+SPECIES_SMALL = world_config(
+    "cpu", image_size=16, n_pretrain=600, n_train_per_class=4, n_val_per_class=2,
+    n_test_per_class=3, n_ood_per_set=30, supersample=1,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def species_world():
+    return build_world(SPECIES_SMALL)
+
+
+def test_species_words_are_fixed_distinct_and_new():
+    assert _species_words() == SPECIES_WORDS  # the table does not depend on the run
+    words = list(SPECIES_WORDS.values())
+    assert len(words) == len(set(words)) == len(OBJECTS) * len(MARKINGS)
+    assert all(re.fullmatch(r"[a-z][aeiou][a-z][aeiou][a-z]", w) for w in words)
+    old = {w for ws in SHAPE_WORDS.values() for w in ws} | {w for w, _ in lexicon()}
+    assert not set(words) & old
+    for (shape, marking), word in SPECIES_WORDS.items():
+        assert anatomy(word) == (shape, marking) and SPECIES[word] == (shape, marking)
+        assert concept_family(word) == concept_family(shape)
+    assert species("circle") == "circle" and anatomy("circle") == ("circle", None)
+
+
+def test_species_lexicon_names_every_species_of_its_markings():
+    words = {w for w, pos in lexicon(("dots", "stripes")) if pos == "noun"}
+    assert {species(s, m) for s in OBJECTS for m in ("dots", "stripes")} <= words
+    assert not {species(s, "grid") for s in OBJECTS} & words
+    assert len(lexicon(MARKINGS)) == len(lexicon()) + len(OBJECTS) * len(MARKINGS)
+
+
+def test_species_world_splits_and_markings(species_world):
+    w, cfg = species_world, SPECIES_SMALL
+    assert cfg.markings and w.id_classnames == list(cfg.id_classes)
+    for split in ("train", "test", *OOD_SETS, *VAL_OOD_SETS):
+        s = w.scenes[split]
+        for i, name in enumerate(w.concepts[split]):
+            if name in TEXTURE_WORDS:
+                continue
+            shape, marking = anatomy(name)
+            assert OBJECTS[s.concept[i, 0]] == shape
+            assert s.pattern[i, 0] == (
+                -1 if marking is None else list(TEXTURE_WORDS).index(marking)
+            )
+    # a near-OoD species shares its body or its marking with an ID species, never both
+    id_bodies = {anatomy(c)[0] for c in cfg.id_classnames}
+    id_marks = {anatomy(c)[1] for c in cfg.id_classnames}
+    for name in cfg.near_classes + cfg.val_near_classes:
+        body, mark = anatomy(name)
+        assert (body in id_bodies) != (mark in id_marks), name
+    assert not set(cfg.near_classes) & set(cfg.id_classnames)
+    assert {w for w, _ in w.lexicon} >= set(cfg.near_classes) | set(cfg.far_object_classes)
+    # negative candidates exclude the ID species' words but keep their siblings' words
+    cands = {word for word, _ in w.negative_candidates()}
+    assert not cands & set(cfg.id_classnames) and set(cfg.near_classes) <= cands
+
+
+def test_species_captions_name_or_describe(species_world):
+    s = species_world.scenes["pretrain"]
+    named = described = 0
+    for i, caption in enumerate(species_world.captions):
+        concept = species_world.concepts["pretrain"][i]
+        if concept in TEXTURE_WORDS:
+            continue
+        words = set(re.findall(r"[a-z]+", caption))
+        shape, marking = anatomy(concept)
+        assert OBJECTS[s.concept[i, 0]] == shape
+        if marking is None:
+            assert words & set(SHAPE_WORDS[shape]), caption
+        elif concept in words:
+            named += 1
+        else:
+            assert words & set(SHAPE_WORDS[shape]), caption
+            assert words & set(TEXTURE_WORDS[marking][1]), caption
+            described += 1
+    assert named > described > 0  # describe_prob = 0.25: species are mostly named
+
+
+def test_species_world_is_deterministic(species_world):
+    assert _digest(build_world(SPECIES_SMALL)) == _digest(species_world)
+
+
+def test_species_of_a_missing_marking_is_refused():
+    with pytest.raises(ConfigError, match="add it there"):
+        world_config("cpu", markings=("stripes",))

@@ -111,7 +111,10 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "lr": 2e-3,
         "warmup_steps": 5,
     },
-    "cpu": {},
+    # 1000 steps of 256 pairs: the tiny ResNet's zero-shot ID accuracy on the species world is
+    # then ~70% (validation), leaving fine-tuning the headroom it has on ImageNet (68% -> 82%).
+    "cpu": {"steps": 1000, "warmup_steps": 50},
+    "shapes": {"steps": 1000, "warmup_steps": 50},  # the shape world (study: vocabulary)
 }
 
 

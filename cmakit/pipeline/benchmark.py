@@ -122,18 +122,17 @@ def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | Non
     Worlds are cached (``<cache>/worlds/<fingerprint>.pt``), so every notebook and every later
     run loads the same bytes instead of generating them again.
     """
-    from cmakit.common.config import to_dict
     from cmakit.data.world import build_world, world_config
 
     wcfg = world_config(cfg.world, **({} if seed is None else {"split_seed": seed}))
-    path = (
-        cache_root(cache_dir or (cfg.cache_dir or None))
-        / "worlds"
-        / f"{fingerprint(to_dict(wcfg))}.pt"
-    )
+    folder = cache_root(cache_dir or (cfg.cache_dir or None)) / "worlds"
+    path = folder / f"{fingerprint(wcfg.cache_key())}.pt"
     if path.is_file():
         return torch.load(path, weights_only=False)
-    world = build_world(wcfg)
+    # another split seed of the same corpus: reuse its pretraining split (same bytes)
+    sibling = folder / f"{fingerprint(wcfg.cache_key() | {'split_seed': 0})}.pt"
+    reuse = torch.load(sibling, weights_only=False) if sibling.is_file() else None
+    world = build_world(wcfg, reuse=reuse)
     with atomic_path(path) as tmp:
         torch.save(world, tmp)
     record_time(cfg, f"world_split_seed{wcfg.split_seed}_s", sum(world.timings.values()))

@@ -178,18 +178,20 @@ def _run_labels(cfg: RunConfig, seed: int, bundle: EmbeddingBundle):
     labels: dict[str, list[str]] = {"neg_texts": neg_words}
     thumbnails: dict[str, np.ndarray | Callable] = {}
     if cfg.embedded:
+        from cmakit.data.world.concepts import describe
         from cmakit.pipeline.benchmark import load_world
 
+        labels["neg_texts"] = [describe(w) for w in neg_words]  # "kemol (striped circle)"
         world = load_world(cfg, seed)
         classes = list(world.id_classnames)
         test = world.labels("test").numpy()
         if not np.array_equal(test, bundle.id_labels):
             raise ValueError("The embeddings' ID labels differ from the world's test split; "
                              "re-embed with notebook 3 (the run folder may be stale).")  # fmt: skip
-        labels["id_images"] = [classes[k] for k in test]
+        labels["id_images"] = [describe(classes[k]) for k in test]
         thumbnails["id_images"] = world.raw_images["test"].permute(0, 2, 3, 1).numpy()
         for name in bundle.ood:
-            labels[f"ood/{name}"] = list(world.concepts[name])
+            labels[f"ood/{name}"] = [describe(c) for c in world.concepts[name]]
             thumbnails[f"ood/{name}"] = world.raw_images[name].permute(0, 2, 3, 1).numpy()
     else:
         from cmakit.data.paper import imagenet_classnames

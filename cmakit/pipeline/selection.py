@@ -6,8 +6,9 @@ nor a test OoD set. Coordinate-wise, means over the run's seeds:
 
 1. the smallest learning rate whose FLYP ID validation accuracy is within ``tie_points`` of
    the best;
-2. at that rate, the fewest epochs whose FLYP ID validation accuracy is within ``tie_points``
-   of the best;
+2. at that rate, among the epochs the profile's time budget allows (``max_epochs``), the
+   fewest whose FLYP ID validation accuracy is within ``tie_points`` of the best of them
+   (longer runs are measured and reported, not chosen);
 3. at those, among the λ whose CMA ID validation accuracy is at least FLYP's minus
    ``max_drop_points``, the λ with the best NegLabel AUROC on the validation OoD sets (mean of
    the near and far groups); the smallest λ if none qualifies.
@@ -46,6 +47,9 @@ class SelectionRule:
         lrs: Learning rates tried with FLYP at ``lr_epochs`` epochs.
         lr_epochs: Epochs of the learning-rate stage.
         epochs: Epochs tried with FLYP at the chosen learning rate.
+        max_epochs: The most epochs the profile's time budget allows (the ``cpu`` profile's
+            first run must fit 10 minutes on 2 cores with 18 fine-tunings); candidates above
+            it are measured and reported but cannot be chosen.
         lams: CMA weights tried at the chosen learning rate and epochs.
         tie_points: Accuracies within this many points of the best count as tied; the gentler
             recipe (smaller rate, fewer epochs) wins a tie.
@@ -53,9 +57,10 @@ class SelectionRule:
             this many points.
     """
 
-    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
+    lrs: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)
     lr_epochs: int = 10
     epochs: tuple[int, ...] = (3, 10, 30)
+    max_epochs: int = 10
     lams: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     tie_points: float = 0.5
     max_drop_points: float = 1.0
@@ -189,8 +194,14 @@ def select_recipe(cfg: RunConfig, rule: SelectionRule = SelectionRule()) -> dict
     ep_rows = []
     for ep in rule.epochs:
         c = dataclasses.replace(cfg, finetune_lr=lr, finetune_epochs=ep)
-        ep_rows.append({"finetune_epochs": ep, acc: _mean(c, "flyp", None, acc)})
-    epochs = int(smallest_within(rule.epochs, [r[acc] for r in ep_rows], rule.tie_points))
+        ep_rows.append({"finetune_epochs": ep, acc: _mean(c, "flyp", None, acc),
+                        "within_budget": ep <= rule.max_epochs})  # fmt: skip
+    allowed = [r for r in ep_rows if r["within_budget"]]
+    if not allowed:
+        raise ValueError(f"No epoch candidate of {rule.epochs} is within max_epochs="
+                         f"{rule.max_epochs}; add one or raise the budget.")  # fmt: skip
+    epochs = int(smallest_within([r["finetune_epochs"] for r in allowed],
+                                 [r[acc] for r in allowed], rule.tie_points))  # fmt: skip
     c = dataclasses.replace(cfg, finetune_lr=lr, finetune_epochs=epochs)
     flyp_acc = _mean(c, "flyp", None, acc)
     lam_rows = [{"lam": lam, acc: _mean(c, "cma", lam, acc),

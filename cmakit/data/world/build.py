@@ -158,10 +158,11 @@ def _pretrain_concepts(cfg: WorldConfig, rng: np.random.Generator) -> tuple[list
     is_tex = u < cfg.texture_frac
     multi = (u >= cfg.texture_frac) & (u < cfg.texture_frac + cfg.multi_object_frac)
     n_obj = np.where(multi, 2 + (rng.random(n) < 1 / 3), 1)
-    obj = rng.integers(0, len(OBJECTS), n)
+    objects = cfg.object_concepts if cfg.markings else list(OBJECTS)
+    obj = rng.integers(0, len(objects), n)
     tex = rng.integers(0, len(TEXTURES), n)
     return [
-        TEXTURES[t] if m else OBJECTS[o] for m, o, t in zip(is_tex, obj, tex, strict=True)
+        TEXTURES[t] if m else objects[o] for m, o, t in zip(is_tex, obj, tex, strict=True)
     ], n_obj
 
 
@@ -185,28 +186,60 @@ def _split(cfg: WorldConfig, split: str) -> tuple[list[str], np.ndarray, np.rand
     return _balanced(rng, names, cfg.n_ood_per_set), np.ones(cfg.n_ood_per_set, dtype=int), rng
 
 
-def build_world(cfg: WorldConfig) -> World:
+def build_world(cfg: WorldConfig, *, reuse: World | None = None) -> World:
     """Generate every split of the world described by ``cfg`` (deterministic in its seeds).
+
+    Args:
+        cfg: The world's configuration.
+        reuse: A world with the same pretraining corpus (``pretrain_key``), e.g. another
+            ``split_seed``: its pretraining split is taken instead of rendered again (the
+            bytes are the same either way).
 
     Returns:
         The :class:`World`; ``world.timings`` holds the seconds spent per split.
+
+    Raises:
+        ValueError: if ``reuse`` has another pretraining corpus.
     """
     raw, concepts, scenes, timings = {}, {}, {}, {}
     captions: list[str] = []
-    for split in ("pretrain", *ID_SPLITS, *OOD_SETS, *VAL_OOD_SETS):
+    splits = ("pretrain", *ID_SPLITS, *OOD_SETS, *VAL_OOD_SETS)
+    if reuse is not None:
+        if reuse.config.pretrain_key() != cfg.pretrain_key():
+            raise ValueError("reuse= has another pretraining corpus; pass a world whose "
+                             "pretrain_key() equals this config's, or none.")  # fmt: skip
+        raw["pretrain"], captions = reuse.raw_images["pretrain"], reuse.captions
+        concepts["pretrain"], scenes["pretrain"] = (
+            reuse.concepts["pretrain"],
+            reuse.scenes["pretrain"],
+        )
+        timings["pretrain"], splits = 0.0, splits[1:]
+    for split in splits:
         t0 = time.perf_counter()
         names, n_obj, rng = _split(cfg, split)
-        s = sample_scenes(rng, names, n_obj, cfg.pattern_prob, cfg.min_scale)
+        markings = cfg.markings if cfg.markings else None
+        s = sample_scenes(rng, names, n_obj, cfg.pattern_prob, cfg.min_scale, markings)
         raw[split] = render_scenes(
             s, cfg.image_size, cfg.supersample, seed=int(rng.integers(2**31))
         )
         if split == "pretrain":
-            captions = make_captions(s, rng, cfg.synonym_prob)
+            captions = make_captions(
+                s, rng, cfg.synonym_prob, species=bool(cfg.markings),
+                describe_prob=cfg.describe_prob,
+            )  # fmt: skip
         concepts[split], scenes[split] = names, s
         timings[split] = time.perf_counter() - t0
         log.info("world split %s: %d images in %.2fs", split, len(names), timings[split])
     index = {c: k for k, c in enumerate(cfg.id_classnames)}
     labels = {s: torch.tensor([index[c] for c in concepts[s]], dtype=torch.long) for s in ID_SPLITS}
     return World(
-        cfg, cfg.id_classnames, raw, concepts, captions, labels, scenes, lexicon(), timings
+        cfg,
+        cfg.id_classnames,
+        raw,
+        concepts,
+        captions,
+        labels,
+        scenes,
+        lexicon(cfg.markings),
+        timings,
     )

@@ -16,6 +16,7 @@ from cmakit.data.world.concepts import (
     COLOURS,
     SHAPE_WORDS,
     SIZE_WORDS,
+    SPECIES_WORDS,
     TEXTURE_WORDS,
     TONE_WORDS,
 )
@@ -44,10 +45,17 @@ def article(phrase: str) -> str:
 
 
 class _Words:
-    """Draws canonical words or synonyms."""
+    """Draws canonical words or synonyms; names or describes species."""
 
-    def __init__(self, rng: np.random.Generator, synonym_prob: float) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        synonym_prob: float,
+        species: bool = False,
+        describe_prob: float = 0.0,
+    ) -> None:
         self.rng, self.p = rng, synonym_prob
+        self.species, self.describe_prob = species, describe_prob
 
     def pick(self, words: tuple[str, ...]) -> str:
         if len(words) == 1 or self.rng.random() >= self.p:
@@ -67,11 +75,17 @@ def _object_phrase(s: Scenes, i: int, j: int, w: _Words, full: bool) -> str:
             adjs.append(w.pick(SIZE_WORDS[size]))
     if w.rng.random() < (0.75 if full else 0.5):
         adjs.append(w.pick(COLOURS[COLOUR_NAMES[s.colour[i, j]]][1]))
-    if full and s.pattern[i, j] >= 0 and w.rng.random() < 0.6:
-        adjs.append(w.pick(TEXTURE_WORDS[TEXTURES[s.pattern[i, j]]][1]))
+    shape, pattern = OBJECTS[s.concept[i, j]], s.pattern[i, j]
+    marking = TEXTURES[pattern] if pattern >= 0 else None
+    if w.species and marking is not None and w.rng.random() >= w.describe_prob:
+        noun = SPECIES_WORDS[(shape, marking)]  # the species' own word
+    else:  # a shape word, described by its marking (always in a species world, else often)
+        noun = w.pick(SHAPE_WORDS[shape])
+        if marking is not None and (w.species or (full and w.rng.random() < 0.6)):
+            adjs.append(w.pick(TEXTURE_WORDS[marking][1]))
     if len(adjs) > 1 and w.rng.random() < 0.2:
         adjs = [adjs[k] for k in w.rng.permutation(len(adjs))]
-    return " ".join(adjs + [w.pick(SHAPE_WORDS[OBJECTS[s.concept[i, j]]])])
+    return " ".join([*adjs, noun])
 
 
 def _background_phrase(s: Scenes, i: int, w: _Words) -> str:
@@ -99,7 +113,18 @@ def _caption(s: Scenes, i: int, w: _Words) -> str:
     return w.choice(TRIPLE_TEMPLATES).format(a=phrases[0], b=phrases[1], c=phrases[2])
 
 
-def make_captions(s: Scenes, rng: np.random.Generator, synonym_prob: float) -> list[str]:
-    """One caption per scene of ``s`` (lower case, words separated by spaces)."""
-    w = _Words(rng, synonym_prob)
+def make_captions(
+    s: Scenes,
+    rng: np.random.Generator,
+    synonym_prob: float,
+    *,
+    species: bool = False,
+    describe_prob: float = 0.0,
+) -> list[str]:
+    """One caption per scene of ``s`` (lower case, words separated by spaces).
+
+    With ``species=True`` a marked object is named by its species word, or with probability
+    ``describe_prob`` described by its marking and shape ("a striped circle").
+    """
+    w = _Words(rng, synonym_prob, species, describe_prob)
     return [_caption(s, i, w) for i in range(len(s))]

@@ -3,9 +3,21 @@
 Every word a caption can contain is listed here, with the concept or attribute it names. The
 lexicon (the world's analogue of WordNet) is the set of these words tagged ``noun`` or ``adj``;
 negative-label mining draws its candidates from it.
+
+**Species.** A world with *markings* (``WorldConfig.markings``) names every combination of a body
+shape and a marking with its own word, as English names a striped horse "zebra": a striped
+circle is a ``bolak``, a dotted house a ``nirup``. A plain body keeps its shape's name. Captions
+use the species word or, less often, describe it ("a striped circle"), so the text tower learns
+what the words mean from pictures and from their descriptions. Species multiply the vocabulary
+(32 shapes x 6 markings = 192 nouns) without new primitives: what makes NegLabel's pool of
+hundreds to thousands of negative labels meaningful to the text tower.
 """
 
 from __future__ import annotations
+
+import itertools
+
+import numpy as np
 
 from cmakit.data.world.shapes import GEOMETRIC, PICTOGRAMS
 
@@ -109,34 +121,99 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Markings a species can carry: the fill patterns (a plain body has none).
+MARKINGS: tuple[str, ...] = tuple(TEXTURE_WORDS)
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
+_VOWELS = ("a", "e", "i", "o", "u")
+
+
+def _species_words() -> dict[tuple[str, str], str]:
+    """(shape, marking) -> its invented word: consonant-vowel-consonant-vowel-consonant, drawn
+    without replacement by a fixed seed in a fixed order (the table never changes between runs)."""
+    taken = {w for words in SHAPE_WORDS.values() for w in words}
+    taken |= {w for ns, adjs in TEXTURE_WORDS.values() for w in ns + adjs}
+    syllables = [a + b for a in _ONSETS for b in _VOWELS]
+    words = [a + b + c for a, b, c in itertools.product(syllables, syllables, _ONSETS)]
+    order = np.random.default_rng(20250324).permutation(len(words))
+    pool = (words[i] for i in order)
+    table = {}
+    for shape in (*GEOMETRIC, *PICTOGRAMS):
+        for marking in MARKINGS:
+            word = next(pool)
+            while word in taken:
+                word = next(pool)
+            taken.add(word)
+            table[(shape, marking)] = word
+    return table
+
+
+#: (shape, marking) -> species word; ``SPECIES[word]`` gives the pair back.
+SPECIES_WORDS: dict[tuple[str, str], str] = _species_words()
+SPECIES: dict[str, tuple[str, str]] = {w: k for k, w in SPECIES_WORDS.items()}
+
+
+def species(shape: str, marking: str | None = None) -> str:
+    """The word of a species: ``shape`` with ``marking`` (``None`` = plain, the shape's name)."""
+    if marking is None:
+        return shape
+    return SPECIES_WORDS[(shape, marking)]
+
+
+def anatomy(name: str) -> tuple[str, str | None]:
+    """``(shape, marking)`` of an object concept: a species word or a plain shape name."""
+    if name in SPECIES:
+        return SPECIES[name]
+    if name in SHAPE_WORDS:
+        return name, None
+    raise KeyError(f"{name!r} is not an object concept (a shape name or a species word).")
+
+
+def describe(name: str) -> str:
+    """A concept in plain words: ``"kemol (striped circle)"`` for a species, else the name."""
+    if name not in SPECIES:
+        return name
+    shape, marking = SPECIES[name]
+    return f"{name} ({TEXTURE_WORDS[marking][1][0]} {shape})"
+
+
 def concept_family(name: str) -> str:
-    """Family of a concept (``geometric``, ``pictogram`` or ``texture``).
+    """Family of a concept (``geometric``, ``pictogram`` or ``texture``); a species word has the
+    family of its body shape.
 
     Raises:
         KeyError: for an unknown concept, listing the families' members.
     """
+    name = SPECIES.get(name, (name,))[0]
     for family, members in FAMILIES.items():
         if name in members:
             return family
-    raise KeyError(f"Unknown concept {name!r}; valid concepts: {FAMILIES}.")
+    raise KeyError(
+        f"Unknown concept {name!r}; valid concepts: {FAMILIES}, or a species word "
+        f"(cmakit.data.world.concepts.species(shape, marking))."
+    )
 
 
 def concept_words(name: str) -> tuple[str, ...]:
-    """All words naming concept ``name`` (nouns; textures include their adjectives)."""
+    """All words naming concept ``name`` (nouns; textures include their adjectives; a species
+    has its one word)."""
+    if name in SPECIES:
+        return (name,)
     if name in SHAPE_WORDS:
         return SHAPE_WORDS[name]
     nouns, adjs = TEXTURE_WORDS[name]
     return nouns + adjs
 
 
-def lexicon() -> list[tuple[str, str]]:
+def lexicon(markings: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """Every word of the world as ``(word, pos)`` with ``pos`` in ``{"noun", "adj"}``, sorted.
 
-    Nouns: shape and pictogram names with synonyms, texture nouns, filler nouns. Adjectives:
-    colours, sizes, texture adjectives, background kinds and tones, filler adjectives. A word
-    that could be both (``dark``) is listed once, as an adjective.
+    Nouns: shape and pictogram names with synonyms, the species words of ``markings`` (every
+    shape with each of them), texture nouns, filler nouns. Adjectives: colours, sizes, texture
+    adjectives, background kinds and tones, filler adjectives. A word that could be both
+    (``dark``) is listed once, as an adjective.
     """
     nouns = {w for words in SHAPE_WORDS.values() for w in words}
+    nouns |= {w for (_, m), w in SPECIES_WORDS.items() if m in markings}
     nouns |= {w for ns, _ in TEXTURE_WORDS.values() for w in ns} | set(FILLER_NOUNS)
     adjs = {w for _, words in COLOURS.values() for w in words}
     for table in (SIZE_WORDS, BACKGROUND_WORDS, TONE_WORDS):

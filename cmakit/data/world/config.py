@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from cmakit.common.config import ConfigError, from_dict, to_dict
-from cmakit.data.world.concepts import FAMILIES, concept_family
+from cmakit.data.world.concepts import FAMILIES, MARKINGS, SPECIES, anatomy, concept_family, species
 
 # Default concept assignment. ID: geometric shapes. Near-OoD: other geometric shapes that look
 # like ID ones (the SSB-hard / NINCO analogue). Far-OoD: a different family of things
@@ -38,12 +38,12 @@ OOD_GROUPS: dict[str, list[str]] = {"near": ["near_shapes"], "far": ["far_object
 VAL_OOD_GROUPS: dict[str, list[str]] = {"near": ["val_near_shapes"], "far": ["val_far_objects"]}
 
 # Bumped whenever the generator's code changes what a config renders (cache keys include it).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # Fields that change the pretraining corpus; the pretrained-model cache key uses only these.
 PRETRAIN_FIELDS: tuple[str, ...] = (
     "image_size", "seed", "n_pretrain", "multi_object_frac", "texture_frac", "synonym_prob",
-    "pattern_prob", "min_scale", "supersample",
+    "pattern_prob", "min_scale", "supersample", "markings", "describe_prob",
 )  # fmt: skip
 
 
@@ -74,6 +74,12 @@ class WorldConfig:
         min_scale: Smallest object radius of single-object scenes (fraction of the half-width;
             the largest is 0.9).
         supersample: Anti-aliasing factor of the rasteriser (1 = none).
+        markings: Markings that make species (``concepts.MARKINGS``): every shape with each of
+            them is a concept with its own word, and an object's fill is its marking (plain
+            bodies keep the shape's name). Empty: the fill is a nuisance drawn with
+            ``pattern_prob``, and concepts are shapes.
+        describe_prob: Species worlds: probability that a caption describes a species ("a
+            striped circle") instead of naming it.
     """
 
     image_size: int = 32
@@ -97,6 +103,8 @@ class WorldConfig:
     pattern_prob: float = 0.2
     min_scale: float = 0.55
     supersample: int = 2
+    markings: tuple[str, ...] = ()
+    describe_prob: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("n_pretrain", "num_id_classes", "n_train_per_class", "n_val_per_class",
@@ -105,14 +113,27 @@ class WorldConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1.")
         if not 8 <= self.image_size <= 256:
             raise ConfigError(f"image_size={self.image_size!r} must be between 8 and 256.")
-        for name in ("multi_object_frac", "texture_frac", "synonym_prob", "pattern_prob"):
+        for name in ("multi_object_frac", "texture_frac", "synonym_prob", "pattern_prob",
+                     "describe_prob"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be in [0, 1].")
         if not 0.1 <= self.min_scale <= 0.9:
             raise ConfigError(f"min_scale={self.min_scale!r} must be in [0.1, 0.9].")
         if self.multi_object_frac + self.texture_frac > 1.0:
             raise ConfigError("multi_object_frac + texture_frac must not exceed 1.")
+        bad = sorted(set(self.markings) - set(MARKINGS))
+        if bad or len(set(self.markings)) != len(self.markings):
+            raise ConfigError(
+                f"markings={list(self.markings)} must list distinct markings of {list(MARKINGS)}."
+            )
         _check_concepts(self)
+
+    @property
+    def object_concepts(self) -> list[str]:
+        """Every object concept of the world: the shapes, or in a species world every shape
+        plain and with each marking (species words)."""
+        shapes = [*FAMILIES["geometric"], *FAMILIES["pictogram"]]
+        return [species(s, m) for s in shapes for m in (None, *self.markings)]
 
     @property
     def id_classnames(self) -> list[str]:
@@ -150,8 +171,14 @@ def _check_concepts(cfg: WorldConfig) -> None:
                 concept_family(name)
             except KeyError:
                 raise ConfigError(
-                    f"{field} has unknown concept {name!r}; valid concepts: {FAMILIES}."
+                    f"{field} has unknown concept {name!r}; valid concepts: {FAMILIES}, or a "
+                    f"species word of the world's markings {list(cfg.markings)}."
                 ) from None
+            if name in SPECIES and anatomy(name)[1] not in cfg.markings:
+                raise ConfigError(
+                    f"{field} has species {name!r} ({' with '.join(map(str, anatomy(name)))}), "
+                    f"but its marking is not in markings={list(cfg.markings)}; add it there."
+                )
         if len(set(names)) != len(names):
             raise ConfigError(f"{field}={list(names)} lists a concept twice.")
         if field != "id_classes" and not names:
@@ -203,6 +230,31 @@ def _check_families(cfg: WorldConfig) -> None:
             raise ConfigError(f"far_texture_classes has {name!r}, which is not a texture.")
 
 
+def _species(shapes: tuple[str, ...], markings: tuple[str | None, ...]) -> tuple[str, ...]:
+    return tuple(species(s, m) for s in shapes for m in markings)
+
+
+# The species world (the default since generator version 3): ID classes are species of five
+# bodies with two markings, so telling them apart needs body *and* marking, as ImageNet's
+# fine-grained classes need more than a coarse name. Near-OoD (SSB-hard / NINCO: siblings of ID
+# classes, each named by a word of its own): an ID body with another marking, or an ID marking on
+# another body of the ID family. Far-OoD: pictogram species and textures. Validation OoD: the
+# same two kinds of siblings (near) and other pictograms (far), disjoint from ID and from every
+# test set.
+SPECIES_BODIES: tuple[str, ...] = ("circle", "square", "triangle", "star", "heart")
+SPECIES_ID_MARKINGS: tuple[str, ...] = ("stripes", "dots")
+SPECIES_WORLD: dict[str, Any] = {
+    "markings": MARKINGS,
+    "id_classes": _species(SPECIES_BODIES, SPECIES_ID_MARKINGS),
+    "num_id_classes": len(SPECIES_BODIES) * len(SPECIES_ID_MARKINGS),
+    "near_classes": _species(SPECIES_BODIES, ("checkerboard",))
+    + _species(("cross", "ring", "diamond"), SPECIES_ID_MARKINGS),
+    "val_near_classes": _species(SPECIES_BODIES, (None,))
+    + _species(("arrow", "crescent"), SPECIES_ID_MARKINGS),
+    "far_object_classes": _species(FAR_OBJECTS_DEFAULT, (None, *MARKINGS)),
+    "val_far_object_classes": _species(VAL_FAR_DEFAULT, (None, *MARKINGS)),
+}
+
 WORLD_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "image_size": 16,
@@ -214,7 +266,10 @@ WORLD_PRESETS: dict[str, dict[str, Any]] = {
         "n_ood_per_set": 48,
         "supersample": 1,
     },
-    "cpu": {},
+    "cpu": {**SPECIES_WORLD},
+    # The shape world of generator version 2 (133 words; fills are nuisance): the study's
+    # "vocabulary" factor compares it with the species world.
+    "shapes": {},
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cmakit.common.io import atomic_path
 from cmakit.data.world.build import ID_SPLITS, OOD_SETS, World
+from cmakit.data.world.concepts import describe
 
 ROW_TITLES = {
     "pretrain": "pretraining (caption)",
@@ -25,7 +26,7 @@ def plot_world_samples(
     """Save a grid of ``n_per_split`` samples per split (rows) as PNG and PDF.
 
     Pretraining samples are titled by their caption, the other splits by their concept (ID or
-    OoD class name).
+    OoD class name; a species with its description).
 
     Args:
         world: The world to show.
@@ -53,7 +54,7 @@ def plot_world_samples(
                 ax.axis("off")
                 continue
             ax.imshow(imgs[c].permute(1, 2, 0).numpy(), interpolation="nearest")
-            label = world.captions[c] if split == "pretrain" else world.concepts[split][c]
+            label = world.captions[c] if split == "pretrain" else describe(world.concepts[split][c])
             ax.set_title("\n".join(textwrap.wrap(label, 18)), fontsize=6.5)
         axes[r][0].set_ylabel(ROW_TITLES[split], fontsize=8)
     fig.tight_layout()

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from cmakit.data.world.concepts import COLOURS, FAMILIES
+from cmakit.data.world.concepts import COLOURS, FAMILIES, anatomy
 from cmakit.data.world.shapes import part_mask, shape_mask
 
 OBJECTS: tuple[str, ...] = FAMILIES["geometric"] + FAMILIES["pictogram"]
@@ -70,6 +70,7 @@ def sample_scenes(
     n_objects: np.ndarray,
     pattern_prob: float = 0.2,
     min_scale: float = 0.55,
+    markings: tuple[str, ...] | None = None,
 ) -> Scenes:
     """Draw the parameters of one scene per entry of ``concept``.
 
@@ -80,6 +81,9 @@ def sample_scenes(
         n_objects: ``[N]`` number of objects (1-3) for object scenes; ignored for textures.
         pattern_prob: Probability that an object is filled with a texture pattern.
         min_scale: Smallest radius of a single object (the largest is 0.9).
+        markings: Species world: the markings of its species. A concept may then be a species
+            word, whose marking becomes the object's fill; further objects are random species.
+            ``None``: fills are drawn with ``pattern_prob`` (shape world).
     """
     n, m = len(concept), MAX_OBJECTS
     tone = rng.integers(0, 2, size=n)
@@ -89,15 +93,19 @@ def sample_scenes(
     )
     k = np.where(is_tex, 0, np.clip(n_objects, 1, m))
     slot = np.arange(m)[None, :]
-    first = np.array(
-        [OBJECTS.index(c) if not t else 0 for c, t in zip(concept, is_tex, strict=True)]
-    )
+    body = [anatomy(c) if not t else ("circle", None) for c, t in zip(concept, is_tex, strict=True)]
+    first = np.array([OBJECTS.index(b) for b, _ in body])
     others = rng.integers(0, len(OBJECTS), size=(n, m))
     obj = np.where(slot == 0, first[:, None], others)
     obj = np.where(slot < k[:, None], obj, -1)
-    pattern = np.where(
-        rng.random((n, m)) < pattern_prob, rng.integers(0, len(TEXTURES), (n, m)), -1
-    )
+    if markings is None:
+        pattern = np.where(
+            rng.random((n, m)) < pattern_prob, rng.integers(0, len(TEXTURES), (n, m)), -1
+        )
+    else:  # a species' marking is its fill; -1 = plain
+        codes = np.array([-1, *(TEXTURES.index(x) for x in markings)])
+        pattern = codes[rng.integers(0, len(codes), (n, m))]
+        pattern[:, 0] = [TEXTURES.index(mk) if mk else -1 for _, mk in body]
     single = k[:, None] == 1
     scale = np.where(single, rng.uniform(min_scale, 0.9, (n, m)), rng.uniform(0.3, 0.45, (n, m)))
     spread = np.clip(0.95 - scale, 0.0, None)

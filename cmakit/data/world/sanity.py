@@ -1,7 +1,8 @@
 """Checks that OoD sets are what they claim: no OoD concept is an ID concept in disguise.
 
-Colour, fill pattern and background are nuisance factors the renderer draws independently of
-the concept, so an OoD class is "an ID class recoloured" only if its silhouette matches. This
+Colour and background are nuisance factors the renderer draws independently of the concept, so
+an OoD class is "an ID class recoloured" only if its silhouette matches and, in a species world,
+its marking too (a striped circle and a plain circle are two species with one silhouette). This
 module measures the best silhouette overlap (IoU) of two concepts over rotations and scales.
 """
 
@@ -11,20 +12,22 @@ import math
 
 import torch
 
+from cmakit.data.world.concepts import anatomy
 from cmakit.data.world.shapes import shape_mask
 
 
 def silhouette(
     name: str, size: int = 64, angles: torch.Tensor | None = None, scale: float = 1.0
 ) -> torch.Tensor:
-    """Masks ``[A, size, size]`` of concept ``name`` rotated by each of ``angles`` (radians)."""
+    """Masks ``[A, size, size]`` of object concept ``name`` (a shape or a species: its body)
+    rotated by each of ``angles`` (radians)."""
     angles = torch.zeros(1) if angles is None else angles
     t = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.4 - 1.2
     y, x = torch.meshgrid(-t, t, indexing="ij")
     a = angles[:, None, None]
     u = (x * torch.cos(a) + y * torch.sin(a)) / scale
     v = (-x * torch.sin(a) + y * torch.cos(a)) / scale
-    return shape_mask(name, u, v)
+    return shape_mask(anatomy(name)[0], u, v)
 
 
 def max_iou(
@@ -49,3 +52,9 @@ def max_iou(
         union = (masks | ref).flatten(1).sum(1).float()
         best = max(best, float((inter / union).max()))
     return best
+
+
+def in_disguise(a: str, b: str, threshold: float = 0.85) -> bool:
+    """Whether object concepts ``a`` and ``b`` look alike up to colour, pose and scale: the same
+    marking (or both plain) and a best silhouette IoU of at least ``threshold``."""
+    return anatomy(a)[1] == anatomy(b)[1] and max_iou(a, b) >= threshold
