@@ -180,6 +180,8 @@ def _mean(cfg: RunConfig, method: str, lam: float | None, key: str) -> float:
 def select_recipe(cfg: RunConfig, rule: SelectionRule = SelectionRule()) -> dict[str, Any]:
     """Apply the selection rule to ``cfg`` (its other fields fixed); fine-tunes what is missing.
 
+    Every row also reports FLYP's or CMA's NegLabel validation AUROC; only the λ stage uses it.
+
     Returns:
         ``{"rule", "seeds", "stages": {"lr": [...], "epochs": [...], "lam": [...]},
         "flyp_id_val_accuracy", "chosen": {"finetune_lr", "finetune_epochs", "lam"}}``; every
@@ -189,12 +191,14 @@ def select_recipe(cfg: RunConfig, rule: SelectionRule = SelectionRule()) -> dict
     lr_rows = []
     for lr in rule.lrs:
         c = dataclasses.replace(cfg, finetune_lr=lr, finetune_epochs=rule.lr_epochs)
-        lr_rows.append({"finetune_lr": lr, acc: _mean(c, "flyp", None, acc)})
+        lr_rows.append({"finetune_lr": lr, acc: _mean(c, "flyp", None, acc),
+                        "neglabel_val_auroc": _mean(c, "flyp", None, "neglabel_val_auroc")})  # fmt: skip
     lr = smallest_within(rule.lrs, [r[acc] for r in lr_rows], rule.tie_points)
     ep_rows = []
     for ep in rule.epochs:
         c = dataclasses.replace(cfg, finetune_lr=lr, finetune_epochs=ep)
         ep_rows.append({"finetune_epochs": ep, acc: _mean(c, "flyp", None, acc),
+                        "neglabel_val_auroc": _mean(c, "flyp", None, "neglabel_val_auroc"),
                         "within_budget": ep <= rule.max_epochs})  # fmt: skip
     allowed = [r for r in ep_rows if r["within_budget"]]
     if not allowed:
