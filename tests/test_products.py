@@ -103,8 +103,9 @@ def test_changed_score_temperature_rescores_only(run):
     cfg, summary = run
     new, after, changed = _rebuild(cfg, mcm_temperature=0.01)
     assert changed and all(p.startswith("metrics/") for p in changed), changed
-    assert (after["methods"]["flyp"]["ood"]["mcm"]["far_mean"]["fpr95"]
-            != summary["methods"]["flyp"]["ood"]["mcm"]["far_mean"]["fpr95"])  # fmt: skip
+    # MCM re-scored: its metrics move (FPR95 alone can coincide on a small smoke set)
+    before, now = (s["methods"]["flyp"]["ood"]["mcm"]["far_mean"] for s in (summary, after))
+    assert now != before and now["auroc"] != before["auroc"], (before, now)
 
 
 def test_changed_negative_fraction_remines_and_reembeds_but_keeps_models(run):
