@@ -212,32 +212,28 @@ def negatives_note(base: RunConfig, fractions: list[float]) -> str:
 def marking_note(base: RunConfig) -> str:
     """NegLabel AUROC of each model on the marked and the plain OoD species of the test sets
     (species worlds only): whether fine-tuning turned "has a marking" into a sign of ID-ness.
-    Every ID class of the species world is marked; the far-OoD objects come plain and marked."""
-    from sklearn.metrics import roc_auc_score
-
-    from cmakit.core.scores import neglabel_score
+    Every ID class of the species world is marked; the far-OoD objects come plain and marked.
+    The OoD sets are split by marking and scored by the pipeline's own evaluator."""
+    from cmakit.data.world import world_config
     from cmakit.data.world.concepts import anatomy
     from cmakit.pipeline.benchmark import load_world
 
-    if not world_config_of(base).markings:
+    if not world_config(base.world).markings:
         return ""
+    settings = dataclasses.replace(score_settings(base), scores=("neglabel",), groups={})
     rows = {}
     for method in METHODS:
         per_seed = []
         for seed in base.seeds:
             bundle, world = steps.embed(base, method, seed), load_world(base, seed)
-            s_id = neglabel_score(bundle.id_images, bundle.id_texts, bundle.neg_texts,
-                                  temperature=base.neglabel_temperature)  # fmt: skip
-            out = {}
+            sets = {}
             for name in ("far_objects", "near_shapes"):
-                s_ood = neglabel_score(bundle.ood[name], bundle.id_texts, bundle.neg_texts,
-                                       temperature=base.neglabel_temperature)  # fmt: skip
                 marked = np.array([anatomy(c)[1] is not None for c in world.concepts[name]])
                 for tag, mask in (("plain", ~marked), ("marked", marked)):
                     if mask.any():
-                        y = np.r_[np.ones(len(s_id)), np.zeros(int(mask.sum()))]
-                        out[f"{name} {tag}"] = 100 * roc_auc_score(y, np.r_[s_id, s_ood[mask]])
-            per_seed.append(out)
+                        sets[f"{name} {tag}"] = bundle.ood[name][mask]
+            rec = evaluate(bundle.replace(ood=sets), settings, seed=seed)
+            per_seed.append({k: 100 * rec["ood"]["neglabel"][k]["auroc"] for k in sets})
         rows[method] = {k: [r[k] for r in per_seed] for k in per_seed[0]}
     cols = list(rows[METHODS[0]])
     lines = ["| model | " + " | ".join(f"NL AUROC {c}" for c in cols) + " |",
@@ -245,13 +241,6 @@ def marking_note(base: RunConfig) -> str:
     for method, vals in rows.items():
         lines.append(f"| {method} | " + " | ".join(_fmt(vals[c], c) for c in cols) + " |")
     return "\n".join(lines)
-
-
-def world_config_of(cfg: RunConfig) -> Any:
-    """The :class:`~cmakit.data.world.WorldConfig` of ``cfg``'s world preset."""
-    from cmakit.data.world import world_config
-
-    return world_config(cfg.world)
 
 
 def plot_factor(factor: str, cells: dict[Any, dict], path: Path) -> None:

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -211,12 +212,18 @@ def pretrain_key(world_cfg: WorldConfig, pretrain_cfg: PretrainConfig) -> str:
     )
 
 
+def _check_world(world: Any, world_cfg: WorldConfig) -> None:
+    """Refuse a world (not a loader) whose pretraining corpus is not ``world_cfg``'s."""
+    if isinstance(world, World) and world.config.pretrain_key() != world_cfg.pretrain_key():
+        raise ConfigError("The world passed was built from another configuration than world_cfg.")
+
+
 def pretrain_clip(
     world_cfg: WorldConfig,
     pretrain_cfg: PretrainConfig,
     *,
     cache_dir: str | os.PathLike | None = None,
-    world: World | None = None,
+    world: World | Callable[[], World] | None = None,
 ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
     """Pretrain the tiny CLIP on the world, or load it from the cache.
 
@@ -228,7 +235,9 @@ def pretrain_clip(
         world_cfg: The world (only its pretraining corpus matters here).
         pretrain_cfg: Model and optimisation settings.
         cache_dir: Cache folder; default :func:`cache_root`.
-        world: The already built world for ``world_cfg`` (saves regenerating it).
+        world: The already built world for ``world_cfg``, or a function that returns it,
+            called only when pretraining has to run (saves regenerating it; a cached model
+            needs no world).
 
     Returns:
         ``(model, tokenizer, info)``: the model in eval mode on the CPU, the open_clip tokenizer
@@ -241,8 +250,7 @@ def pretrain_clip(
     """
     model_cfg = _model_config(pretrain_cfg.model)
     _check_compatible(world_cfg, model_cfg, pretrain_cfg.model)
-    if world is not None and world.config.pretrain_key() != world_cfg.pretrain_key():
-        raise ConfigError("The world passed was built from another configuration than world_cfg.")
+    _check_world(world, world_cfg)
     key = pretrain_key(world_cfg, pretrain_cfg)
     folder = cache_root(cache_dir) / "pretrain" / f"{pretrain_cfg.model}-{key}"
     weights, info_path = folder / "model.pt", folder / "info.json"
@@ -258,6 +266,8 @@ def pretrain_clip(
             torch.set_num_threads(pretrain_cfg.threads)
         try:
             t0 = time.perf_counter()
+            world = world() if callable(world) else world
+            _check_world(world, world_cfg)
             built_here = world is None
             world = build_world(world_cfg) if world is None else world
             t_world = time.perf_counter() - t0 if built_here else None

@@ -80,7 +80,7 @@ def base_model(cfg: RunConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
         pcfg = pretrain_config(cfg.world, model=cfg.model)
         model, tokenizer, info = pretrain_clip(
             world_config(cfg.world), pcfg, cache_dir=cfg.cache_dir or None,
-            world=load_world(cfg),  # the cached world of split seed 0: rendered once per run
+            world=lambda: load_world(cfg),  # split seed 0's cached world, read only to pretrain
         )  # fmt: skip
         record_time(cfg, "pretrain_s", info["train_s"])  # as measured when it was trained
         return model, tokenizer, {**info, "weights": str(Path(info["path"]) / "model.pt")}

@@ -214,10 +214,10 @@ def build_world(cfg: WorldConfig, *, reuse: World | None = None) -> World:
             reuse.scenes["pretrain"],
         )
         timings["pretrain"], splits = 0.0, splits[1:]
+    markings = cfg.markings or None  # None: the shape world, fills are nuisance
     for split in splits:
         t0 = time.perf_counter()
         names, n_obj, rng = _split(cfg, split)
-        markings = cfg.markings if cfg.markings else None
         s = sample_scenes(rng, names, n_obj, cfg.pattern_prob, cfg.min_scale, markings)
         raw[split] = render_scenes(
             s, cfg.image_size, cfg.supersample, seed=int(rng.integers(2**31))

@@ -6,7 +6,7 @@ negative-label mining draws its candidates from it.
 
 **Species.** A world with *markings* (``WorldConfig.markings``) names every combination of a body
 shape and a marking with its own word, as English names a striped horse "zebra": a striped
-circle is a ``bolak``, a dotted house a ``nirup``. A plain body keeps its shape's name. Captions
+circle is a ``kemol``, a dotted house a ``tubaz``. A plain body keeps its shape's name. Captions
 use the species word or, less often, describe it ("a striped circle"), so the text tower learns
 what the words mean from pictures and from their descriptions. Species multiply the vocabulary
 (32 shapes x 6 markings = 192 nouns) without new primitives: what makes NegLabel's pool of

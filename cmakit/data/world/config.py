@@ -132,8 +132,8 @@ class WorldConfig:
     def object_concepts(self) -> list[str]:
         """Every object concept of the world: the shapes, or in a species world every shape
         plain and with each marking (species words)."""
-        shapes = [*FAMILIES["geometric"], *FAMILIES["pictogram"]]
-        return [species(s, m) for s in shapes for m in (None, *self.markings)]
+        shapes = (*FAMILIES["geometric"], *FAMILIES["pictogram"])
+        return list(_species(shapes, (None, *self.markings)))
 
     @property
     def id_classnames(self) -> list[str]:
@@ -231,6 +231,7 @@ def _check_families(cfg: WorldConfig) -> None:
 
 
 def _species(shapes: tuple[str, ...], markings: tuple[str | None, ...]) -> tuple[str, ...]:
+    """Every species of ``shapes`` with each of ``markings`` (``None`` = plain), shape-major."""
     return tuple(species(s, m) for s in shapes for m in markings)
 
 
