@@ -150,12 +150,14 @@ def test_runner_names_the_fields_that_changed_since_the_last_run(tmp_path, caplo
     assert "convention: 'id_positive' -> 'ood_positive' (recomputes metrics" in caplog.text
 
 
-def _fake_notebook(tmp_path, monkeypatch, parameters: str, body: str) -> None:
-    """Make the runner's notebook 02 a two-cell notebook: a parameters cell and ``body``."""
+def _fake_notebook(
+    tmp_path, monkeypatch, parameters: str, body: str, name: str = "02_finetune.ipynb"
+) -> None:
+    """Make the runner's notebook ``name`` a two-cell notebook: a parameters cell and ``body``."""
     import nbformat
 
     nb_dir = tmp_path / "nbs"
-    nb_dir.mkdir()
+    nb_dir.mkdir(exist_ok=True)
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
@@ -165,7 +167,7 @@ def _fake_notebook(tmp_path, monkeypatch, parameters: str, body: str) -> None:
         "display_name": "Python 3",
         "language": "python",
     }
-    nbformat.write(nb, nb_dir / "02_finetune.ipynb")
+    nbformat.write(nb, nb_dir / name)
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", nb_dir)
 
 
@@ -190,6 +192,37 @@ def test_an_executed_notebook_is_kept_until_its_inputs_change(tmp_path, monkeypa
     caplog.clear()
     assert runner.main([*argv, "--set", "lam=0.2", "--rerun"]) == 0
     assert "is up to date" not in caplog.text
+
+
+def _outputs(path) -> dict[str, str]:
+    """``{"PID": ..., "LEAK": ...}`` from the printed lines of an executed notebook."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_the_notebooks_of_a_run_share_a_kernel_that_carries_nothing_over(
+    tmp_path, monkeypatch, fresh
+):
+    params = "run_dir = 'x'\nprofile = 'smoke'\noverrides = {}"
+    body = (
+        "import os\nimport torch\n"
+        "print('PID', os.getpid())\nprint('LEAK', 'left_behind' in globals())\n"
+        "left_behind = torch.rand(3)"
+    )
+    for name in ("02_finetune.ipynb", "03_embed.ipynb"):
+        _fake_notebook(tmp_path, monkeypatch, params, body, name=name)
+    out = tmp_path / "run"
+    argv = ["--profile", "smoke", "--out", str(out), "--only", "02", "03"]
+    assert runner.main(argv + (["--fresh-kernels"] if fresh else [])) == 0
+    first, second = (
+        _outputs(out / "notebooks" / n) for n in ("02_finetune.ipynb", "03_embed.ipynb")
+    )
+    assert (first["PID"] != second["PID"]) is fresh  # one process for the run unless asked
+    assert second["LEAK"] == "False"  # the first notebook's names are gone
 
 
 def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):

@@ -22,6 +22,7 @@ from typing import Any
 
 from cmakit.common.config import ConfigError
 from cmakit.common.io import read_json, write_json, write_text
+from cmakit.common.progress import ENV_FILE
 from cmakit.pipeline.config import (
     PROFILE_NAMES,
     RunConfig,
@@ -30,6 +31,7 @@ from cmakit.pipeline.config import (
     resolve,
     with_absolute_paths,
 )
+from cmakit.pipeline.kernel import SharedKernel
 from cmakit.pipeline.relay import KERNEL_ARGS, ProgressRelay
 
 log = logging.getLogger("cmakit.pipeline")
@@ -85,6 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rerun",
         action="store_true",
         help="execute every notebook even when its executed copy is up to date",
+    )
+    p.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="start a new kernel for every notebook (default: one kernel for the run, reset "
+        "between notebooks, which saves the 6-8 s of imports each new kernel spends)",
     )
     p.add_argument(
         "--help-config",
@@ -187,8 +195,14 @@ def notebook_key(name: str, params: dict[str, Any]) -> str:
     return fingerprint(name, file_digest(NOTEBOOK_DIR / name), params, _package_digest())
 
 
-def execute(cfg: RunConfig, names: list[str], *, rerun: bool = False) -> dict[str, float]:
+def execute(
+    cfg: RunConfig, names: list[str], *, rerun: bool = False, shared_kernel: bool = True
+) -> dict[str, float]:
     """Execute notebooks with papermill; returns wall seconds per notebook.
+
+    With ``shared_kernel`` the notebooks run one after the other in one kernel, emptied and reset
+    between them (:mod:`cmakit.pipeline.kernel`); otherwise each gets a new kernel. The first
+    notebook executed pays the kernel's start-up and imports in its time.
 
     A notebook already executed in the run folder with the same source, parameters and cmakit
     code (:func:`notebook_key`, kept in ``notebooks/.<name>.key``) is not executed again unless
@@ -197,57 +211,72 @@ def execute(cfg: RunConfig, names: list[str], *, rerun: bool = False) -> dict[st
     Raises:
         SystemExit: when a notebook fails (after logging the cell's error and the notebook path).
     """
+    run_dir = Path(cfg.run_dir)
+    params = {"run_dir": cfg.run_dir, "profile": cfg.profile, "overrides": profile_overrides(cfg)}
+    timings: dict[str, float] = {}
+    env = {ENV_FILE: str(run_dir / PROGRESS_LOG)}
+    with SharedKernel(PROJECT_ROOT, env, extra_arguments=KERNEL_ARGS, shared=shared_kernel) as kern:
+        for name in names:
+            ran = _execute_one(cfg, name, names, params, kern, rerun=rerun)
+            if ran is not None:
+                timings[name.removesuffix(".ipynb")] = ran
+    return timings
+
+
+def _execute_one(
+    cfg: RunConfig, name: str, names: list[str], params: dict[str, Any], kern: SharedKernel,
+    *, rerun: bool,
+) -> float | None:  # fmt: skip
+    """Execute one notebook (see :func:`execute`); its wall seconds, or None when kept."""
     import papermill
     from nbclient.exceptions import DeadKernelError
 
     run_dir = Path(cfg.run_dir)
-    params = {"run_dir": cfg.run_dir, "profile": cfg.profile, "overrides": profile_overrides(cfg)}
-    timings: dict[str, float] = {}
-    for name in names:
-        out_nb = run_dir / "notebooks" / name
-        out_nb.parent.mkdir(parents=True, exist_ok=True)
-        stamp = out_nb.parent / f".{name}.key"
-        key = notebook_key(name, {} if name in STANDALONE else params)
-        if not rerun and out_nb.is_file() and stamp.is_file() and stamp.read_text() == key:
-            log.info("%s is up to date (same notebook, parameters and code): kept", name)
-            continue
-        stamp.unlink(missing_ok=True)  # a partial notebook never looks complete
-        log.info("running %s -> %s (progress: %s)", name, out_nb, run_dir / PROGRESS_LOG)
-        start = time.perf_counter()
-        try:
-            with ProgressRelay(run_dir / PROGRESS_LOG):  # step, loss, ETA while the kernel works
-                papermill.execute_notebook(
-                    str(NOTEBOOK_DIR / name),
-                    str(out_nb),
-                    parameters={} if name in STANDALONE else params,
-                    kernel_name="python3",
-                    cwd=str(PROJECT_ROOT),
-                    progress_bar=False,
-                    log_output=False,
-                    extra_arguments=KERNEL_ARGS,
-                )
-        except papermill.PapermillExecutionError as err:
-            log.error(
-                "notebook %s failed in cell %s: %s: %s\nPartially executed notebook: %s",
-                name,
-                err.exec_count,
-                err.ename,
-                err.evalue,
-                out_nb,
+    out_nb = run_dir / "notebooks" / name
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    stamp = out_nb.parent / f".{name}.key"
+    key = notebook_key(name, {} if name in STANDALONE else params)
+    if not rerun and out_nb.is_file() and stamp.is_file() and stamp.read_text() == key:
+        log.info("%s is up to date (same notebook, parameters and code): kept", name)
+        return None
+    stamp.unlink(missing_ok=True)  # a partial notebook never looks complete
+    log.info("running %s -> %s (progress: %s)", name, out_nb, run_dir / PROGRESS_LOG)
+    start = time.perf_counter()
+    try:
+        with ProgressRelay(run_dir / PROGRESS_LOG):  # step, loss, ETA while the kernel works
+            papermill.execute_notebook(
+                str(NOTEBOOK_DIR / name),
+                str(out_nb),
+                parameters={} if name in STANDALONE else params,
+                kernel_name="python3",
+                cwd=str(PROJECT_ROOT),
+                progress_bar=False,
+                log_output=False,
+                extra_arguments=KERNEL_ARGS,
+                km=kern.manager(),
             )
-            raise SystemExit(1) from None
-        except KeyboardInterrupt:
-            log.error("%s", interrupted_message(cfg, name, names, "interrupted (Ctrl-C)"))
-            raise SystemExit(130) from None
-        except DeadKernelError:
-            what = ("its kernel died (killed by the system, most often for lack of memory, or "
-                    "crashed)")  # fmt: skip
-            log.error("%s", interrupted_message(cfg, name, names, what))
-            raise SystemExit(1) from None
-        timings[name.removesuffix(".ipynb")] = round(time.perf_counter() - start, 2)
-        write_text(stamp, key)
-        log.info("%s done in %.1f s", name, timings[name.removesuffix(".ipynb")])
-    return timings
+    except papermill.PapermillExecutionError as err:
+        log.error(
+            "notebook %s failed in cell %s: %s: %s\nPartially executed notebook: %s",
+            name,
+            err.exec_count,
+            err.ename,
+            err.evalue,
+            out_nb,
+        )
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        log.error("%s", interrupted_message(cfg, name, names, "interrupted (Ctrl-C)"))
+        raise SystemExit(130) from None
+    except DeadKernelError:
+        what = ("its kernel died (killed by the system, most often for lack of memory, or "
+                "crashed)")  # fmt: skip
+        log.error("%s", interrupted_message(cfg, name, names, what))
+        raise SystemExit(1) from None
+    seconds = round(time.perf_counter() - start, 2)
+    write_text(stamp, key)
+    log.info("%s done in %.1f s", name, seconds)
+    return seconds
 
 
 def interrupted_message(cfg: RunConfig, name: str, names: list[str], what: str) -> str:
@@ -335,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     report_config_change(run_dir / "config.json", cfg)
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), **provenance()})
     start = time.perf_counter()
-    timings = execute(cfg, names, rerun=args.rerun)
+    timings = execute(cfg, names, rerun=args.rerun, shared_kernel=not args.fresh_kernels)
     elapsed = time.perf_counter() - start
     # Seconds per notebook, kept across partial re-runs (--only): the latest run of each.
     record = run_dir / "metrics" / "notebook_timings.json"

@@ -45,7 +45,9 @@ def setup(cfg: RunConfig) -> Path:
     logging.getLogger("cmakit").setLevel(logging.INFO)
     # open_clip warns on the root logger for every model it builds without weights; cmakit
     # builds them on purpose (weights are loaded right after), so that line is noise here.
-    logging.getLogger().addFilter(_NoRandomInitNotice())
+    root = logging.getLogger()
+    if not any(isinstance(f, _NoRandomInitNotice) for f in root.filters):  # once per kernel
+        root.addFilter(_NoRandomInitNotice())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)

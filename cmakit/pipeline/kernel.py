@@ -1,0 +1,127 @@
+"""One Jupyter kernel for the notebooks of a run, reset between them.
+
+Every kernel spends 6–8 s importing torch, torchvision, open_clip, matplotlib and pandas
+before its first cell does any work; on the embedded world that is most of a short notebook's
+time. :class:`SharedKernel` starts one kernel for the run and hands it to papermill for each
+notebook. Between two notebooks it runs :data:`RESET_CODE`, which leaves the kernel as a
+notebook would find a fresh one:
+
+- the user namespace is emptied (``%reset -f``): a notebook cannot use a name that only an
+  earlier notebook defined, so each executed notebook still runs on its own in Jupyter;
+- open figures are closed and garbage is collected.
+
+Imported modules stay imported (that is the saving) and module-level state stays with them:
+cmakit keeps none that a notebook's results depend on (products live in the run folder, and
+every draw that matters is seeded; torch seeds its global generator at random in each new
+process, so no unseeded draw was reproducible with a kernel per notebook either). Runs
+that want a new process per notebook (``--fresh-kernels``) pass ``shared=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("cmakit.pipeline")
+
+#: Run in the kernel between two notebooks.
+RESET_CODE = "%reset -f\nfrom cmakit.pipeline import kernel as _k\n_k.tidy()\ndel _k"
+
+
+def tidy() -> None:
+    """Close every open figure and collect garbage. Called in the kernel between notebooks."""
+    import gc
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    gc.collect()
+
+
+def _tracking_manager() -> Any:
+    """A jupyter_client ``KernelManager`` for ``python3`` that lists the clients it made
+    (``.clients``), so that their channels can be stopped once a notebook is done."""
+    from jupyter_client.manager import KernelManager
+
+    class _Manager(KernelManager):
+        def client(self, **kwargs: Any) -> Any:
+            kc = super().client(**kwargs)
+            self.clients.append(kc)
+            return kc
+
+    km = _Manager(kernel_name="python3")
+    km.clients = []
+    return km
+
+
+class SharedKernel:
+    """Context manager: the kernel manager to hand to papermill for each notebook of a run.
+
+    Args:
+        cwd: Working directory of the kernel.
+        env: Environment variables set in the kernel on top of the runner's.
+        extra_arguments: Command-line arguments of the kernel application.
+        shared: False gives ``None`` from :meth:`manager`: papermill then starts (and stops) a
+            kernel per notebook.
+
+    The kernel starts on the first :meth:`manager` call (a run whose notebooks are all up to
+    date starts none) and is shut down on exit, also after an error or Ctrl-C.
+    """
+
+    def __init__(self, cwd: str | os.PathLike, env: dict[str, str] | None = None, *,
+                 extra_arguments: list[str] | None = None, shared: bool = True) -> None:  # fmt: skip
+        self.cwd, self.env, self.shared = str(cwd), dict(env or {}), shared
+        self.extra_arguments = list(extra_arguments or [])
+        self._km: Any = None
+        self._used = False
+
+    def __enter__(self) -> SharedKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._km is not None:
+            self._stop_clients()
+            try:
+                self._km.shutdown_kernel(now=True)
+            except Exception as err:  # a dead kernel has nothing left to stop
+                log.debug("kernel shutdown: %s", err)
+            self._km = None
+
+    def manager(self) -> Any:
+        """The kernel manager for the next notebook (``None`` when not shared): started on the
+        first call, reset by :data:`RESET_CODE` on every later one.
+
+        Raises:
+            RuntimeError: the kernel did not answer, or the reset failed (the message says which).
+        """
+        if not self.shared:
+            return None
+        # papermill leaves its client running on a kernel it did not start: stop it here
+        self._stop_clients()
+        if self._km is None:
+            self._km = _tracking_manager()
+            self._km.start_kernel(
+                extra_arguments=self.extra_arguments, cwd=self.cwd, env={**os.environ, **self.env}
+            )
+        elif self._used:
+            self._run(RESET_CODE, "reset")
+        self._used = True
+        return self._km
+
+    def _stop_clients(self) -> None:
+        while self._km is not None and self._km.clients:
+            self._km.clients.pop().stop_channels()
+
+    def _run(self, code: str, what: str) -> None:
+        kc = self._km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+        finally:
+            self._stop_clients()
+        content = reply["content"]
+        if content["status"] != "ok":
+            raise RuntimeError(f"The run's kernel failed its {what} code: "
+                               f"{content.get('ename')}: {content.get('evalue')}")  # fmt: skip
