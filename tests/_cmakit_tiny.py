@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -28,9 +29,17 @@ def register_tiny() -> str:
     """Register the tiny config with open_clip once per process; return its name."""
     global _registered
     if not _registered:
-        folder = Path(tempfile.mkdtemp(prefix="cmakit-tiny-"))
-        (folder / f"{TINY_NAME}.json").write_text(json.dumps(TINY_CONFIG))
-        (folder / f"{TOK_NAME}.json").write_text(json.dumps(TOK_CONFIG))
+        # One fixed folder per user, rewritten atomically when a config changes: open_clip
+        # re-reads it on every later registration, so it must outlive the process's tests, and
+        # a folder per process would pile up in the temp directory.
+        folder = Path(tempfile.gettempdir()) / f"cmakit-test-configs-{os.getuid()}"
+        folder.mkdir(exist_ok=True)
+        for name, config in ((TINY_NAME, TINY_CONFIG), (TOK_NAME, TOK_CONFIG)):
+            path, text = folder / f"{name}.json", json.dumps(config)
+            if not path.is_file() or path.read_text() != text:
+                tmp = folder / f".{name}.{os.getpid()}.tmp"
+                tmp.write_text(text)
+                tmp.replace(path)
         open_clip.add_model_config(folder)
         _registered = True
     return TINY_NAME
