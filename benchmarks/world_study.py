@@ -7,7 +7,9 @@ at a fixed number of steps (``data``), λ (``lam``), the share of the lexicon ke
 labels (``neg_fraction``), their part of speech (``neg_kind``), the model's capacity
 (``model``: the tiny ViT against the tiny ResNet, each pretrained on the world) and the richness
 of the world's vocabulary (``world``: the 133-word shape world against the species world with
-its 192 species words; each pretrains its own model). Each cell fine-tunes with the pipeline's own
+its 192 species words; each pretrains its own model), and the ID task (``id_task``: ID species
+striped and dotted, as in the profile, against plain and striped, so that no marking is shared
+by every ID class; same pretrained model and test OoD sets). Each cell fine-tunes with the pipeline's own
 ``steps.finetune``, embeds with ``steps.embed`` and scores with ``cmakit.engine.evaluate``, so
 the study measures what the kit measures. Test sets are only *reported* here; no choice is
 made from them.
@@ -52,6 +54,7 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "neg_kind": ["all", "nouns", "adjectives"],
         "model": ["cmakit-tiny", "cmakit-tiny-rn"],
         "world": ["shapes", "cpu"],
+        "id_task": ["stripes+dots", "plain+stripes"],
     },
     "smoke": {
         "lr": [1e-3, 3e-3],
@@ -62,9 +65,15 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "neg_kind": ["all", "nouns"],
         "model": ["cmakit-micro"],
         "world": ["smoke"],
+        "id_task": ["stripes+dots"],
     },
 }
-DEFAULT_FACTORS = ("lam", "neg_fraction", "neg_kind", "lr", "epochs", "data", "model", "world")
+DEFAULT_FACTORS = ("lam", "neg_fraction", "neg_kind", "lr", "epochs", "data", "model", "world",
+                   "id_task")  # fmt: skip
+#: ``id_task`` levels: the ID markings, and the world preset with that ID task (same pretraining
+#: corpus and test OoD sets; the smoke profile has the profile's own world only).
+ID_TASKS = {"cpu": {"stripes+dots": "cpu", "plain+stripes": "cpu_plain"},
+            "smoke": {"stripes+dots": "smoke"}}  # fmt: skip
 #: Columns of every table: (key, header); metrics are percent except the gap.
 COLUMNS = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
            ("neglabel_near_fpr95", "NL near FPR95"), ("neglabel_near_auroc", "NL near AUROC"),
@@ -101,6 +110,8 @@ def _variant(base: RunConfig, factor: str, level: Any, base_steps: int) -> RunCo
              "model": "model", "world": "world"}.get(factor)  # fmt: skip
     if field:
         return dataclasses.replace(base, **{field: level})
+    if factor == "id_task":
+        return dataclasses.replace(base, world=ID_TASKS[base.profile][level])
     if factor == "data":  # same number of steps, fewer distinct images
         return dataclasses.replace(base, train_per_class=int(level), finetune_epochs=10_000,
                                    finetune_max_steps=base_steps)  # fmt: skip
@@ -209,37 +220,40 @@ def negatives_note(base: RunConfig, fractions: list[float]) -> str:
     return "\n".join(lines)
 
 
-def marking_note(base: RunConfig) -> str:
-    """NegLabel AUROC of each model on the marked and the plain OoD species of the test sets
-    (species worlds only): whether fine-tuning turned "has a marking" into a sign of ID-ness.
-    Every ID class of the species world is marked; the far-OoD objects come plain and marked.
-    The OoD sets are split by marking and scored by the pipeline's own evaluator."""
+def marking_note(configs: dict[str, RunConfig]) -> str:
+    """NegLabel AUROC of each model on the plain and the marked OoD species of the test sets,
+    per ID task (``{label: config}``; species worlds only): whether fine-tuning turned the
+    markings that the ID classes carry into a sign of ID-ness. The OoD sets are split by
+    marking and scored by the pipeline's own evaluator."""
     from cmakit.data.world import world_config
     from cmakit.data.world.concepts import anatomy
     from cmakit.pipeline.benchmark import load_world
 
-    if not world_config(base.world).markings:
+    configs = {k: c for k, c in configs.items() if world_config(c.world).markings}
+    if not configs:
         return ""
-    settings = dataclasses.replace(score_settings(base), scores=("neglabel",), groups={})
-    rows = {}
-    for method in METHODS:
-        per_seed = []
-        for seed in base.seeds:
-            bundle, world = steps.embed(base, method, seed), load_world(base, seed)
-            sets = {}
-            for name in ("far_objects", "near_shapes"):
-                marked = np.array([anatomy(c)[1] is not None for c in world.concepts[name]])
-                for tag, mask in (("plain", ~marked), ("marked", marked)):
-                    if mask.any():
-                        sets[f"{name} {tag}"] = bundle.ood[name][mask]
-            rec = evaluate(bundle.replace(ood=sets), settings, seed=seed)
-            per_seed.append({k: 100 * rec["ood"]["neglabel"][k]["auroc"] for k in sets})
-        rows[method] = {k: [r[k] for r in per_seed] for k in per_seed[0]}
-    cols = list(rows[METHODS[0]])
-    lines = ["| model | " + " | ".join(f"NL AUROC {c}" for c in cols) + " |",
-             "|---|" + "---:|" * len(cols)]  # fmt: skip
-    for method, vals in rows.items():
-        lines.append(f"| {method} | " + " | ".join(_fmt(vals[c], c) for c in cols) + " |")
+    rows, cols = {}, []
+    for task, cfg in configs.items():
+        settings = dataclasses.replace(score_settings(cfg), scores=("neglabel",), groups={})
+        for method in METHODS:
+            per_seed = []
+            for seed in cfg.seeds:
+                bundle, world = steps.embed(cfg, method, seed), load_world(cfg, seed)
+                sets = {}
+                for name in ("far_objects", "near_shapes"):
+                    marked = np.array([anatomy(c)[1] is not None for c in world.concepts[name]])
+                    for tag, mask in (("plain", ~marked), ("marked", marked)):
+                        if mask.any():
+                            sets[f"{name} {tag}"] = bundle.ood[name][mask]
+                rec = evaluate(bundle.replace(ood=sets), settings, seed=seed)
+                per_seed.append({k: 100 * rec["ood"]["neglabel"][k]["auroc"] for k in sets})
+            rows[(task, method)] = {k: [r[k] for r in per_seed] for k in per_seed[0]}
+            cols = cols or list(per_seed[0])
+    lines = ["| ID markings | model | " + " | ".join(f"NL AUROC {c}" for c in cols) + " |",
+             "|---|---|" + "---:|" * len(cols)]  # fmt: skip
+    for (task, method), vals in rows.items():
+        cells_ = " | ".join(_fmt(vals[c], c) for c in cols)
+        lines.append(f"| {task} | {method} | {cells_} |")
     return "\n".join(lines)
 
 
@@ -337,10 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     parts = [recipe, "", "**Headline** (test sets; mean ± std over seeds)", "", head, "",
              "**Main table** (differences paired by seed, percent points)", "",
              main_table(study)]  # fmt: skip
-    marks = marking_note(base)
+    tasks = LEVELS[base.profile]["id_task"] if "id_task" in factors else [None]
+    marks = marking_note({task or "profile's": _variant(base, "id_task", task, 0) if task else base
+                          for task in tasks})  # fmt: skip
     if marks:
         parts += ["", "**Plain and marked OoD species** (NegLabel AUROC, test sets, base recipe; "
-                  "every ID class is marked)", "", marks]  # fmt: skip
+                  "per ID task: the markings the ID classes carry)", "", marks]  # fmt: skip
     for factor in factors:
         if factor == "neg_fraction":
             parts += ["", negatives_note(base, LEVELS[base.profile]["neg_fraction"])]

@@ -116,6 +116,7 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # then ~70% (validation), leaving fine-tuning the headroom it has on ImageNet (68% -> 82%).
     "cpu": {"steps": 1000, "warmup_steps": 50},
     "shapes": {"steps": 1000, "warmup_steps": 50},  # the shape world (study: vocabulary)
+    "cpu_plain": {"steps": 1000, "warmup_steps": 50},  # cpu's corpus: the same model
 }
 
 

@@ -256,6 +256,18 @@ SPECIES_WORLD: dict[str, Any] = {
     "val_far_object_classes": _species(VAL_FAR_DEFAULT, (None, *MARKINGS)),
 }
 
+# The study's intervention on the species world (factor ``id_task``): the same bodies, test OoD
+# sets and pretraining corpus, but the ID classes are each body plain and striped, so that no
+# marking is shared by every ID class. The plain ID bodies leave the validation near set, which
+# takes the dotted ID bodies instead.
+SPECIES_PLAIN_ID_MARKINGS: tuple[str | None, ...] = (None, "stripes")
+SPECIES_PLAIN_WORLD: dict[str, Any] = {
+    **SPECIES_WORLD,
+    "id_classes": _species(SPECIES_BODIES, SPECIES_PLAIN_ID_MARKINGS),
+    "val_near_classes": _species(SPECIES_BODIES, ("dots",))
+    + _species(("arrow", "crescent"), SPECIES_ID_MARKINGS),
+}
+
 WORLD_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "image_size": 16,
@@ -271,6 +283,7 @@ WORLD_PRESETS: dict[str, dict[str, Any]] = {
     # The shape world of generator version 2 (133 words; fills are nuisance): the study's
     # "vocabulary" factor compares it with the species world.
     "shapes": {},
+    "cpu_plain": {**SPECIES_PLAIN_WORLD},  # the study's id_task factor (see above)
 }
 
 
