@@ -8,7 +8,7 @@ notebook would find a fresh one:
 
 - the user namespace is emptied (``%reset -f``): a notebook cannot use a name that only an
   earlier notebook defined, so each executed notebook still runs on its own in Jupyter;
-- open figures are closed and garbage is collected.
+- open figures are closed, garbage is collected and cached GPU memory is released.
 
 Imported modules stay imported (that is the saving) and module-level state stays with them:
 cmakit keeps none that a notebook's results depend on (products live in the run folder, and
@@ -23,6 +23,8 @@ import logging
 import os
 from typing import Any
 
+from jupyter_core.utils import run_sync
+
 log = logging.getLogger("cmakit.pipeline")
 
 #: Run in the kernel between two notebooks.
@@ -30,21 +32,30 @@ RESET_CODE = "%reset -f\nfrom cmakit.pipeline import kernel as _k\n_k.tidy()\nde
 
 
 def tidy() -> None:
-    """Close every open figure and collect garbage. Called in the kernel between notebooks."""
+    """Close every open figure, collect garbage and hand cached GPU memory back to the driver
+    (a later notebook may start ``torchrun`` processes that need it). Called in the kernel
+    between notebooks."""
     import gc
     import sys
 
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
     gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _tracking_manager() -> Any:
-    """A jupyter_client ``KernelManager`` for ``python3`` that lists the clients it made
-    (``.clients``), so that their channels can be stopped once a notebook is done."""
-    from jupyter_client.manager import KernelManager
+    """A jupyter_client ``AsyncKernelManager`` for ``python3`` that lists the clients it made
+    (``.clients``), so that their channels can be stopped once a notebook is done.
 
-    class _Manager(KernelManager):
+    Asynchronous, as the managers nbclient makes itself: nbclient waits for a cell's reply on
+    the event loop while it polls whether the kernel is alive, and a blocking client would hold
+    the loop, so a kernel killed mid-cell (out of memory) would never be noticed."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _Manager(AsyncKernelManager):
         def client(self, **kwargs: Any) -> Any:
             kc = super().client(**kwargs)
             self.clients.append(kc)
@@ -83,7 +94,7 @@ class SharedKernel:
         if self._km is not None:
             self._stop_clients()
             try:
-                self._km.shutdown_kernel(now=True)
+                run_sync(self._km.shutdown_kernel)(now=True)
             except Exception as err:  # a dead kernel has nothing left to stop
                 log.debug("kernel shutdown: %s", err)
             self._km = None
@@ -101,7 +112,7 @@ class SharedKernel:
         self._stop_clients()
         if self._km is None:
             self._km = _tracking_manager()
-            self._km.start_kernel(
+            run_sync(self._km.start_kernel)(
                 extra_arguments=self.extra_arguments, cwd=self.cwd, env={**os.environ, **self.env}
             )
         elif self._used:
@@ -114,11 +125,14 @@ class SharedKernel:
             self._km.clients.pop().stop_channels()
 
     def _run(self, code: str, what: str) -> None:
-        kc = self._km.client()
-        kc.start_channels()
+        async def run() -> dict[str, Any]:
+            kc = self._km.client()
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=120)
+            return await kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+
         try:
-            kc.wait_for_ready(timeout=120)
-            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+            reply = run_sync(run)()
         finally:
             self._stop_clients()
         content = reply["content"]
