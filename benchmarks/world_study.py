@@ -43,6 +43,10 @@ from cmakit.pipeline.results import evaluate_model, score_settings
 from cmakit.pipeline.selection import prune_checkpoints
 
 METHODS = ("zero_shot", "flyp", "cma")
+#: ``id_task`` levels: the ID markings, and the world preset with that ID task (same pretraining
+#: corpus and test OoD sets; the smoke profile has the profile's own world only).
+ID_TASKS = {"cpu": {"stripes+dots": "cpu", "plain+stripes": "cpu_plain"},
+            "smoke": {"stripes+dots": "smoke"}}  # fmt: skip
 #: Levels per factor and profile; the profile's own value is always one of them.
 LEVELS: dict[str, dict[str, list[Any]]] = {
     "cpu": {
@@ -54,7 +58,7 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "neg_kind": ["all", "nouns", "adjectives"],
         "model": ["cmakit-tiny", "cmakit-tiny-rn"],
         "world": ["shapes", "cpu"],
-        "id_task": ["stripes+dots", "plain+stripes"],
+        "id_task": list(ID_TASKS["cpu"]),
     },
     "smoke": {
         "lr": [1e-3, 3e-3],
@@ -65,15 +69,11 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "neg_kind": ["all", "nouns"],
         "model": ["cmakit-micro"],
         "world": ["smoke"],
-        "id_task": ["stripes+dots"],
+        "id_task": list(ID_TASKS["smoke"]),
     },
 }
 DEFAULT_FACTORS = ("lam", "neg_fraction", "neg_kind", "lr", "epochs", "data", "model", "world",
                    "id_task")  # fmt: skip
-#: ``id_task`` levels: the ID markings, and the world preset with that ID task (same pretraining
-#: corpus and test OoD sets; the smoke profile has the profile's own world only).
-ID_TASKS = {"cpu": {"stripes+dots": "cpu", "plain+stripes": "cpu_plain"},
-            "smoke": {"stripes+dots": "smoke"}}  # fmt: skip
 #: Columns of every table: (key, header); metrics are percent except the gap.
 COLUMNS = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
            ("neglabel_near_fpr95", "NL near FPR95"), ("neglabel_near_auroc", "NL near AUROC"),
@@ -351,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     parts = [recipe, "", "**Headline** (test sets; mean ± std over seeds)", "", head, "",
              "**Main table** (differences paired by seed, percent points)", "",
              main_table(study)]  # fmt: skip
-    tasks = LEVELS[base.profile]["id_task"] if "id_task" in factors else [None]
-    marks = marking_note({task or "profile's": _variant(base, "id_task", task, 0) if task else base
-                          for task in tasks})  # fmt: skip
+    tasks = ID_TASKS[base.profile]  # every ID task when the factor runs, else the profile's
+    tasks = (
+        list(tasks) if "id_task" in factors else [t for t, w in tasks.items() if w == base.world]
+    )
+    marks = marking_note({task: _variant(base, "id_task", task, 0) for task in tasks})
     if marks:
         parts += ["", "**Plain and marked OoD species** (NegLabel AUROC, test sets, base recipe; "
                   "per ID task: the markings the ID classes carry)", "", marks]  # fmt: skip

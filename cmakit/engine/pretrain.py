@@ -116,8 +116,8 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # then ~70% (validation), leaving fine-tuning the headroom it has on ImageNet (68% -> 82%).
     "cpu": {"steps": 1000, "warmup_steps": 50},
     "shapes": {"steps": 1000, "warmup_steps": 50},  # the shape world (study: vocabulary)
-    "cpu_plain": {"steps": 1000, "warmup_steps": 50},  # cpu's corpus: the same model
 }
+PRETRAIN_PRESETS["cpu_plain"] = PRETRAIN_PRESETS["cpu"]  # cpu's corpus and recipe: the same model
 
 
 def pretrain_config(profile: str = "cpu", **overrides: Any) -> PretrainConfig:

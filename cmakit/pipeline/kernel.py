@@ -85,7 +85,6 @@ class SharedKernel:
         self.cwd, self.env, self.shared = str(cwd), dict(env or {}), shared
         self.extra_arguments = list(extra_arguments or [])
         self._km: Any = None
-        self._used = False
 
     def __enter__(self) -> SharedKernel:
         return self
@@ -115,9 +114,8 @@ class SharedKernel:
             run_sync(self._km.start_kernel)(
                 extra_arguments=self.extra_arguments, cwd=self.cwd, env={**os.environ, **self.env}
             )
-        elif self._used:
+        else:
             self._run(RESET_CODE, "reset")
-        self._used = True
         return self._km
 
     def _stop_clients(self) -> None:

@@ -39,15 +39,16 @@ class _NoRandomInitNotice(logging.Filter):
         return not record.getMessage().startswith("No pretrained weights loaded")
 
 
+_NO_RANDOM_INIT_NOTICE = _NoRandomInitNotice()  # one object: setup() runs once per notebook
+
+
 def setup(cfg: RunConfig) -> Path:
     """Prepare a notebook's process: logging, torch threads, the run folder. Returns run_dir."""
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s", force=True)
     logging.getLogger("cmakit").setLevel(logging.INFO)
     # open_clip warns on the root logger for every model it builds without weights; cmakit
     # builds them on purpose (weights are loaded right after), so that line is noise here.
-    root = logging.getLogger()
-    if not any(isinstance(f, _NoRandomInitNotice) for f in root.filters):  # once per kernel
-        root.addFilter(_NoRandomInitNotice())
+    logging.getLogger().addFilter(_NO_RANDOM_INIT_NOTICE)  # a no-op when already there
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)
