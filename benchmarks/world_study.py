@@ -39,8 +39,8 @@ import numpy as np
 from cmakit.engine.evaluate import evaluate
 from cmakit.pipeline import steps
 from cmakit.pipeline.config import RunConfig, resolve
-from cmakit.pipeline.results import evaluate_model, score_settings
 from cmakit.pipeline.selection import prune_checkpoints
+from cmakit.pipeline.stages.records import evaluate_model, score_settings
 
 METHODS = ("zero_shot", "flyp", "cma")
 #: ``id_task`` levels: the ID markings, and the world preset with that ID task (same pretraining
@@ -227,7 +227,7 @@ def marking_note(configs: dict[str, RunConfig]) -> str:
     marking and scored by the pipeline's own evaluator."""
     from cmakit.data.world import world_config
     from cmakit.data.world.concepts import anatomy
-    from cmakit.pipeline.benchmark import load_world
+    from cmakit.pipeline.run_data import load_world
 
     configs = {k: c for k, c in configs.items() if world_config(c.world).markings}
     if not configs:

@@ -47,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "joint_pca": "cmakit.core.geometry",
     "gap_shift": "cmakit.core.geometry",
     # paper reference data
-    "paper_table": "cmakit.report.paper",
+    "paper_table": "cmakit.report.paper_reference",
     # models, training, data, embeddings
     "load_clip": "cmakit.models.factory",
     "TrainConfig": "cmakit.engine.trainer",
@@ -59,8 +59,8 @@ _EXPORTS: dict[str, str] = {
     "world_config": "cmakit.data.world",
     "pretrain_clip": "cmakit.engine.pretrain",
     # configuration
-    "from_dict": "cmakit.common.config",
-    "ConfigError": "cmakit.common.config",
+    "from_dict": "cmakit.common.strict_config",
+    "ConfigError": "cmakit.common.strict_config",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,8 +1,11 @@
 """Command line of the paper path: ``python -m cmakit train|mine|embed|evaluate`` (also torchrun).
 
+This module parses and dispatches only; what each command does, and the dataclass of its
+settings, live in :mod:`cmakit.pipeline.commands`.
+
 Every flag comes from a field of a config dataclass (``--grad-accum-steps`` is
 ``TrainConfig.grad_accum_steps``), so the command line and the notebooks share one definition of
-each setting; the values go through :func:`cmakit.common.config.from_dict`. Unknown flags are errors.
+each setting; the values go through :func:`cmakit.common.strict_config.from_dict`. Unknown flags are errors.
 
     torchrun --nproc_per_node=4 -m cmakit train --model ViT-B-16 --pretrained openai \\
         --imagenet /data/imagenet --out runs/cma --lam 0.001
@@ -21,123 +24,12 @@ import logging
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Any, Literal
 
-from cmakit.common.config import from_dict, to_dict
-from cmakit.common.constants import TEST_PROMPT, TRAIN_PROMPT
+from cmakit.common.strict_config import from_dict
+from cmakit.pipeline.commands import EmbedRun, EvaluateRun, MineRun, TrainRun
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainRun:
-    """What to fine-tune on which data (the hyper-parameters are :class:`TrainConfig`).
-
-    Attributes:
-        model: open_clip architecture.
-        pretrained: Initial weights: open_clip tag or file (OpenAI format detected).
-        imagenet: ImageNet root (default $CMAKIT_IMAGENET).
-        out: Run folder.
-        prompt: Training prompt template.
-        resume: Continue from the newest checkpoint in ``out``.
-        classnames: Class-name file for an ID set that is not ImageNet-1k or a subset of it
-            named by WordNet ids: one name per line in sorted-folder order, or folder<TAB>name.
-    """
-
-    model: str = "ViT-B-16"
-    pretrained: str | None = "openai"
-    imagenet: str | None = None
-    out: str = "runs/train"
-    prompt: str = TRAIN_PROMPT
-    resume: bool = False
-    classnames: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class MineRun:
-    """Which pretrained text encoder mines the negative labels (NegLabel's protocol).
-
-    Attributes:
-        model: open_clip architecture.
-        pretrained: Weights that rank the candidates: open_clip tag or file (the paper mines
-            with the pretrained model, before any fine-tuning).
-        out: Negative-label TSV to write (word, pos, affinity), read by ``embed --negatives``.
-        id_prompt: ID prompt template of the ImageNet classes ("The nice {}").
-        pool: WordNet candidates: "neglabel" (NegLabel's lexicographer files, as the paper
-            profile) or "all" (every noun and adjective lemma).
-        keep: Share of the pool's nouns and of its adjectives kept (NegLabel: 0.15).
-        batch_size, device: Encoding settings.
-    """
-
-    model: str = "ViT-B-16"
-    pretrained: str | None = "openai"
-    out: str = "neg_labels.tsv"
-    id_prompt: str = TEST_PROMPT
-    pool: Literal["neglabel", "all"] = "neglabel"
-    keep: float = 0.15
-    batch_size: int = 1024
-    device: str = "auto"
-
-
-@dataclasses.dataclass(frozen=True)
-class EmbedRun:
-    """Which model, data sets and prompts to encode (see :mod:`cmakit.pipeline.commands`).
-
-    Attributes:
-        model, checkpoint: Passed to :func:`cmakit.models.factory.load_clip`.
-        pretrained: open_clip tag or file loaded before ``checkpoint``; "auto" = "openai"
-            without a checkpoint and no pretrained weights with one (the checkpoint holds them).
-        out: Embedding folder (cache files + ``embeddings.json``).
-        imagenet, mos, openood: Data roots (defaults from the environment variables).
-        id_set: ID images, "imagenet-val".
-        ood_sets: Comma-separated OoD sets, e.g. "mos-iNaturalist,openood-ninco".
-        id_prompt: ID prompt template for scoring ("The nice {}").
-        negatives: Negative-label TSV (from ``mine``, or a pipeline run's
-            ``negatives/<fingerprint>.tsv``), mined with this model when the file does not exist;
-            or a fixed list of prompts used verbatim (the authors' ``neg_label_10000.npy``, a
-            ``.txt`` with one prompt per line).
-        batch_size, num_workers, device: Encoding settings.
-        classnames: Class-name file for an ID set that is not ImageNet-1k or a subset of it
-            named by WordNet ids: one name per line in sorted-folder order, or folder<TAB>name.
-    """
-
-    model: str = "ViT-B-16"
-    pretrained: str | None = "auto"
-    checkpoint: str | None = None
-    out: str = "runs/embed"
-    imagenet: str | None = None
-    mos: str | None = None
-    openood: str | None = None
-    id_set: str = "imagenet-val"
-    ood_sets: str = "mos-iNaturalist,mos-SUN,mos-Places,mos-Textures"
-    id_prompt: str = TEST_PROMPT
-    negatives: str | None = None
-    batch_size: int = 256
-    num_workers: int = 8
-    device: str = "auto"
-    classnames: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluateRun:
-    """How to score cached embeddings.
-
-    Attributes:
-        embeddings: Folder written by ``embed``.
-        score: "mcm" or "neglabel".
-        groups: NegLabel groups (1 = the CMA code, 100 = NegLabel's grouping).
-        convention: FPR@95 convention, "id_positive" (paper) or "ood_positive" (OpenOOD v1.5).
-        estimator: AUPR estimator, "trapezoid" or "ap".
-        out: Metrics JSON path.
-    """
-
-    embeddings: str = "runs/embed"
-    score: Literal["mcm", "neglabel"] = "neglabel"
-    groups: int = 1
-    convention: Literal["id_positive", "ood_positive"] = "id_positive"
-    estimator: Literal["trapezoid", "ap"] = "trapezoid"
-    out: str = "metrics.json"
 
 
 def _flag_type(hint: Any) -> tuple[Any, dict[str, Any]]:
@@ -208,37 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_train(ns: argparse.Namespace) -> dict[str, Any]:
-    """``train``: ImageNet train split with class prompts -> :func:`cmakit.engine.trainer.train`."""
-    from cmakit.common.io import write_json
-    from cmakit.data.paper import (
-        PromptPairs,
-        imagefolder_classnames,
-        imagenet_split,
-        resolve_root,
-    )
-    from cmakit.engine.trainer import TrainConfig, train
-    from cmakit.models.factory import load_clip
-    from cmakit.models.transforms import paper_transform
-
-    run, cfg = _take(TrainRun, ns), _take(TrainConfig, ns)
-    names = imagefolder_classnames(resolve_root("imagenet", run.imagenet) / "train", run.classnames)
-    model, _, tokenizer = load_clip(run.model, pretrained=run.pretrained, device="cpu")
-    tf = paper_transform(model.visual.image_size, train=True)
-    images = imagenet_split("train", run.imagenet, transform=tf, classnames=names)
-    pairs = PromptPairs(images, tokenizer, names, run.prompt)
-    res = train(model, pairs, cfg, out_dir=run.out, resume=run.resume, model_name=run.model)
-    summary = {"run": to_dict(run), "config": to_dict(cfg), "final_step": res.final_step,
-               "model_path": str(res.model_path), "wall_time_s": res.wall_time_s,
-               "pairs_per_s": res.pairs_per_s, "bad_images": res.bad_samples,
-               "bad_paths": list(res.bad_paths)}  # fmt: skip
-    from cmakit.engine.distributed import get_rank
-
-    if get_rank() == 0:
-        write_json(Path(run.out) / "train_summary.json", summary)
-    return summary
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cmakit`` and the ``cmakit`` script."""
     from cmakit.engine.trainer import TrainConfig
@@ -276,17 +137,14 @@ USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueErro
 
 
 def _run(ns: argparse.Namespace) -> None:
+    from cmakit.engine.trainer import TrainConfig
+    from cmakit.pipeline import commands
+
     if ns.command == "train":
-        run_train(ns)
+        commands.run_train(_take(TrainRun, ns), _take(TrainConfig, ns))
     elif ns.command == "mine":
-        from cmakit.pipeline.commands import run_mine
-
-        run_mine(_take(MineRun, ns))
+        commands.run_mine(_take(MineRun, ns))
     elif ns.command == "embed":
-        from cmakit.pipeline.commands import run_embed
-
-        run_embed(_take(EmbedRun, ns))
+        commands.run_embed(_take(EmbedRun, ns))
     else:
-        from cmakit.pipeline.commands import run_evaluate
-
-        run_evaluate(_take(EvaluateRun, ns))
+        commands.run_evaluate(_take(EvaluateRun, ns))

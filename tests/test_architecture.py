@@ -67,6 +67,108 @@ def _violations() -> list[str]:
     return bad
 
 
+def _module_files() -> dict[str, Path]:
+    """Module name -> file, for every module of the package (``pkg`` for ``pkg/__init__.py``)."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path).removesuffix(".__init__")
+        out[name] = path
+    return out
+
+
+def _edges(files: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere (function-local imports too);
+    ``from pkg import mod`` counts as an import of ``pkg.mod`` when that is a module."""
+    edges: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = [f"{node.module}.{a.name}" for a in node.names]
+                targets = [t for t in subs if t in files] or [node.module]
+            for target in targets:
+                if target in files and target != name and target != "cmakit":
+                    edges[name].add(target)
+    return edges
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_between_any_two_modules():
+    """Imports run one way inside every part too, function-local imports included."""
+    cycles = _cycles(_edges(_module_files()))
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_checker_catches_a_function_local_cycle(tmp_path, monkeypatch):
+    fake = tmp_path / "cmakit"
+    (fake / "pipeline").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "pipeline" / "__init__.py").write_text("")
+    (fake / "pipeline" / "a.py").write_text("from cmakit.pipeline import b\n")
+    (fake / "pipeline" / "b.py").write_text("def f():\n    from cmakit.pipeline.a import g\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    assert _cycles(_edges(_module_files())) == [["cmakit.pipeline.a", "cmakit.pipeline.b"]]
+
+
+def test_no_two_modules_share_a_file_name_unless_their_folder_says_which():
+    """A file name names one job; ``config.py`` may repeat only as the configuration of a part
+    (``pipeline/config.py``: the run's, ``data/world/config.py``: the world's)."""
+    allowed = {"__init__", "config"}
+    seen: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        seen.setdefault(path.stem, []).append(str(path.relative_to(PACKAGE)))
+    shared = {stem: paths for stem, paths in seen.items() if len(paths) > 1 and stem not in allowed}
+    assert not shared, f"modules sharing a file name: {shared}"
+
+
+def test_architecture_doc_lists_every_module():
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.stem != "__init__"
+        and f"`{path.stem}`" not in doc
+        and f"`{path.relative_to(PACKAGE)}`" not in doc
+    ]
+    assert not missing, f"docs/architecture.md does not list: {missing}"
+
+
 def test_every_part_imports_only_downward():
     bad = _violations()
     assert not bad, "imports against docs/architecture.md:\n" + "\n".join(bad)

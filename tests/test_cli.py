@@ -32,10 +32,10 @@ def test_help_lists_dataclass_flags(command, capsys):
 
 
 def test_embed_loads_no_pretrained_weights_under_a_checkpoint():
-    from cmakit.pipeline.commands import embed_pretrained
+    from cmakit.pipeline.commands import EmbedRun, embed_pretrained
 
     ns = cli.build_parser().parse_args(["embed", "--checkpoint", "runs/cma/model.pt"])
-    assert cli._take(cli.EmbedRun, ns).pretrained == "auto"
+    assert cli._take(EmbedRun, ns).pretrained == "auto"
     assert embed_pretrained("auto", "runs/cma/model.pt") is None
     assert embed_pretrained("auto", None) == "openai"
     assert embed_pretrained("/w/ViT-B-16.pt", "runs/cma/model.pt") == "/w/ViT-B-16.pt"

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from cmakit.common.config import ConfigError, defaults, from_dict, to_dict
+from cmakit.common.strict_config import ConfigError, defaults, from_dict, to_dict
 from cmakit.pipeline.config import PROFILES, RunConfig, RunParams, resolve
 
 

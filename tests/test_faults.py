@@ -3,7 +3,10 @@
 One test (or one parametrised row) per fault, numbered as the sweep found them:
 1 the dry run catches what would fail later; 2 unreadable checkpoints; 3 divergence;
 4 the command line's embedding cache; 5 interrupted notebooks and pretraining; 6 paths and
-permissions; 7 ImageNet subsets at the command line; 8 one-line errors at the command line.
+permissions; 7 ImageNet subsets at the command line; 8 one-line errors at the command line;
+9 damaged products are recomputed; 10 a full disk; 11 an unwritable cache; 12 Ctrl-C ends with
+the resume line; 13 embeddings of mismatched widths; 14 one runner per run folder; 15 advice
+that fits a cache file.
 """
 
 from __future__ import annotations
@@ -511,3 +514,238 @@ def test_install_declares_ranges_and_the_lock_pins_a_tested_set_inside_them():
     assert '-c "$CMAKIT_ROOT/requirements.lock"' in setup
     assert '"$CMAKIT_ROOT/pyproject.toml" "$CMAKIT_ROOT/requirements.lock" | sha256sum' in setup
     assert "-c requirements.lock" in (root / "environment.yml").read_text()
+
+
+# ---------------------------------------------------------------- 9: damaged products
+def _bundle(d: int = 8):
+    from cmakit.engine.bundle import EmbeddingBundle
+
+    rng = np.random.default_rng(0)
+
+    def unit(n: int) -> np.ndarray:
+        x = rng.normal(size=(n, d)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    return EmbeddingBundle(id_images=unit(6), id_labels=np.arange(6) % 2, id_texts=unit(2),
+                           neg_texts=unit(3), logit_scale=100.0, ood={"far": unit(4)})  # fmt: skip
+
+
+def test_9_the_load_check_finds_truncated_corrupt_and_empty_products(tmp_path):
+    from cmakit.pipeline.products import damage, damaged_products
+
+    run = tmp_path / "run"
+    good = _bundle().save(run / "embeddings" / "good.npz")
+    cut = run / "embeddings" / "cut.npz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    flipped = bytearray(good.read_bytes())
+    flipped[len(flipped) // 3] ^= 0xFF  # inside a member's data: its CRC fails
+    (run / "embeddings" / "flipped.npz").write_bytes(bytes(flipped))
+    write_json(run / "metrics" / "ok.json", {"a": 1})
+    (run / "metrics" / "half.json").write_text('{"record": {"id_acc')
+    (run / "negatives").mkdir()
+    (run / "negatives" / "empty.tsv").write_bytes(b"")
+    (run / "embeddings" / ".partial.npz.abc.tmp").write_bytes(b"x")  # a temp name: not a product
+    assert damage(good) is None and damage(run / "metrics" / "ok.json") is None
+    found = {p.name: why for p, why in damaged_products(run)}
+    assert set(found) == {"cut.npz", "flipped.npz", "half.json", "empty.tsv"}
+    assert found["empty.tsv"] == "empty file" and "BadZipFile" in found["cut.npz"]
+
+
+def test_9_a_stage_recomputes_a_damaged_product_with_a_warning_naming_it(tmp_path, caplog):
+    from cmakit.engine.bundle import EmbeddingBundle
+    from cmakit.pipeline.products import reuse
+
+    path = _bundle().save(tmp_path / "emb.npz")
+    assert reuse(path, EmbeddingBundle.load).sizes()["far"] == 4
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"emb\.npz is not a readable embeddings file"):
+        EmbeddingBundle.load(path)
+    assert reuse(path, EmbeddingBundle.load) is None and not path.exists()
+    assert f"damaged product {path}" in caplog.text and "it is recomputed" in caplog.text
+
+
+@pytest.mark.slow
+def test_9_runner_recomputes_a_truncated_embeddings_file_instead_of_keeping_it(tmp_path, caplog):
+    from cmakit.engine.bundle import EmbeddingBundle
+
+    out = tmp_path / "run"
+    argv = ["--profile", "smoke", "--out", str(out), "--only", "03",
+            "--set", f"cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    assert runner.main(argv) == 0
+    victim = sorted((out / "embeddings").glob("lam0-seed0-*.npz"))[0]
+    size = victim.stat().st_size
+    victim.write_bytes(victim.read_bytes()[: size // 2])
+    caplog.clear()
+    assert runner.main(argv) == 0
+    assert f"damaged product {victim}" in caplog.text
+    assert "03_embed.ipynb is up to date" not in caplog.text
+    assert EmbeddingBundle.load(victim).id_images.shape[0] > 0  # recomputed, whole again
+    assert victim.stat().st_size == size
+
+
+# ---------------------------------------------------------------- 10: a full disk
+@pytest.mark.parametrize("where", ["runner", "kernel"])
+def test_10_a_full_disk_is_one_line_with_the_path_and_the_resume_command(
+    tmp_path, monkeypatch, caplog, where
+):
+    import errno
+
+    import papermill
+
+    def full(src, dst, **kw):
+        if where == "runner":  # papermill writing the executed notebook
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise papermill.PapermillExecutionError(
+            cell_index=3, exec_count=4, source="train(...)", ename="OSError",
+            evalue="[Errno 28] No space left on device", traceback=["..."] * 60,
+        )  # fmt: skip
+
+    monkeypatch.setattr(papermill, "execute_notebook", full)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["--profile", "smoke", "--out", str(out), "--only", "02", "03"])
+    assert exit_info.value.code == 1
+    line = _resume_line(caplog)
+    assert line.startswith(
+        f"notebook 02_finetune.ipynb stopped: the disk is full (no space left on device) while "
+        f"writing under {out} ("
+    )
+    assert "MB free there now); free some space, or move the run with --out" in line
+    assert line.endswith(f"Resume with: bash run_all.sh --profile smoke --out {out} --only 02 03")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0].getMessage()
+
+
+# ---------------------------------------------------------------- 11: an unwritable cache
+def test_11_an_unwritable_cache_is_refused_before_any_work(tmp_path, monkeypatch, caplog):
+    (tmp_path / "file").write_text("x")
+    bad = tmp_path / "file" / "cache"
+    out = str(tmp_path / "run")
+    argv = ["--profile", "smoke", "--out", out, "--set", f"cache_dir={bad}"]
+    assert runner.main(argv) == 2  # not a dry run: it stops before any notebook
+    assert f"cache folder {bad}: {tmp_path / 'file'} is a file, not a folder" in caplog.text
+    assert "--set cache_dir=DIR at a writable folder" in caplog.text
+    assert not (tmp_path / "run" / "notebooks").exists()
+    caplog.clear()
+    monkeypatch.setenv("CMAKIT_CACHE", str(bad))
+    assert runner.main(["--profile", "smoke", "--out", out, "--dry-run"]) == 2
+    assert "point CMAKIT_CACHE=DIR (or --set cache_dir=DIR) at a writable folder" in caplog.text
+
+
+# ---------------------------------------------------------------- 12: Ctrl-C
+@pytest.mark.slow
+def test_12_ctrl_c_ends_with_the_resume_line_and_nothing_after_it(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_dir = 'x'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("import time\nprint('sleeping', flush=True)\n"
+                                                  "time.sleep(120)")]  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}  # fmt: skip
+    (tmp_path / "nbs").mkdir()
+    nbformat.write(nb, tmp_path / "nbs" / "03_embed.ipynb")
+    out = tmp_path / "run"
+    code = ("import sys; from pathlib import Path; from cmakit.pipeline import runner; "
+            f"runner.NOTEBOOK_DIR = Path({str(tmp_path / 'nbs')!r}); "
+            f"sys.exit(runner.main(['--profile', 'smoke', '--out', {str(out)!r}, '--only', '03']))")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    partial = out / "notebooks" / "03_embed.ipynb"
+    while time.monotonic() < deadline and "sleeping" not in (
+        partial.read_text() if partial.is_file() else ""
+    ):
+        time.sleep(0.5)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, err = proc.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130, err[-2000:]
+    assert " stopped: interrupted (Ctrl-C)" in lines[-1] and "Resume with: " in lines[-1], err
+    assert "Traceback" not in err and "DeadKernelError" not in err, err
+
+
+# ---------------------------------------------------------------- 13: mismatched widths
+def test_13_evaluate_on_embeddings_of_two_widths_names_the_set_and_file(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "emb"
+    (folder / "cache").mkdir(parents=True)
+    np.savez(folder / "cache" / "id.npz", embeddings=rng.normal(size=(6, 8)).astype(np.float32),
+             labels=np.arange(6) % 2)  # fmt: skip
+    np.savez(folder / "cache" / "text.npz", embeddings=rng.normal(size=(2, 8)).astype(np.float32))
+    np.savez(folder / "cache" / "sun.npz", embeddings=rng.normal(size=(5, 4)).astype(np.float32))
+    write_json(folder / "embeddings.json", {
+        "id": "cache/id.npz", "id_text": "cache/text.npz", "neg_text": None,
+        "ood": {"mos-SUN": "cache/sun.npz"}, "id_set": "imagenet-val", "bad_images": {},
+        "bad_paths": {}, "logit_scale": 100.0,
+    })  # fmt: skip
+    argv = ["evaluate", "--embeddings", str(folder), "--score", "mcm",
+            "--out", str(tmp_path / "m.json")]  # fmt: skip
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"mos-SUN ({folder / 'cache' / 'sun.npz'}) holds 5x4 embeddings" in err
+    assert f"id ({folder / 'cache' / 'id.npz'}) holds 8-wide rows" in err
+    assert "Traceback" not in err and "gufunc" not in err
+
+
+def test_13_a_bundle_of_two_widths_is_refused_naming_the_layer():
+    import dataclasses
+
+    good = _bundle()
+    with pytest.raises(ValueError, match=r"ood/near holds 3x5 embeddings but id_images holds 8"):
+        dataclasses.replace(good, ood={**good.ood, "near": np.ones((3, 5), np.float32)})
+
+
+# ---------------------------------------------------------------- 14: one runner per folder
+def test_14_a_second_runner_on_a_busy_run_folder_refuses_naming_the_first(tmp_path, caplog):
+    from cmakit.pipeline.lock import holder, run_folder_lock
+
+    out = tmp_path / "run"
+    with run_folder_lock(out):
+        assert holder(out)["pid"] == os.getpid()
+        assert runner.main(["--profile", "smoke", "--out", str(out), "--only", "03"]) == 2
+    assert f"run folder {out} is in use by process {os.getpid()} (started " in caplog.text
+    assert "wait for it to finish, or give this run another --out" in caplog.text
+    with run_folder_lock(out):  # released when the holder's block ends
+        pass
+
+
+def test_14_the_lock_is_released_when_its_process_dies(tmp_path):
+    import subprocess
+    import sys
+
+    from cmakit.pipeline.lock import RunFolderBusy, run_folder_lock
+
+    code = ("import os, sys, time; from cmakit.pipeline.lock import run_folder_lock\n"
+            f"with run_folder_lock({str(tmp_path)!r}):\n"
+            "    print('held', flush=True); time.sleep(60)")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(RunFolderBusy, match=f"in use by process {proc.pid}"):
+        with run_folder_lock(tmp_path):
+            pass
+    proc.kill()
+    proc.wait()
+    with run_folder_lock(tmp_path):  # no stale lock after a kill
+        pass
+
+
+# ---------------------------------------------------------------- 15: cache-file advice
+def test_15_a_corrupt_cache_file_is_to_be_deleted_a_given_file_copied_again(tmp_path):
+    from cmakit.common.io import tag_cache
+    from cmakit.models.weights import load_torch_file
+
+    cache = tag_cache(tmp_path / "cache")
+    for folder, advice in [(cache / "pretrained" / "abc", "delete it and run again"),
+                           (tmp_path / "given", "Copy the file again")]:  # fmt: skip
+        folder.mkdir(parents=True)
+        (folder / "model.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+        with pytest.raises(ValueError, match=advice):
+            load_torch_file(folder / "model.pt", what="weights file")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cmakit.engine.negatives import NegativeLabel, read_negative_labels, save_negative_labels
-from cmakit.pipeline import checks, products, runner, steps
+from cmakit.pipeline import preflight, products, runner, steps
 from cmakit.pipeline.config import resolve
 
 # The quirks of Neglabel/neg_label_10000.npy: adjective prompts first, then noun prompts;
@@ -115,8 +115,26 @@ def test_dry_run_lists_the_pool_or_the_file(npy, tmp_path, caplog):
     argv[-1] = f"negative_labels={tmp_path / 'missing.npy'}"
     assert runner.main(argv) == 2
     assert "negative_labels: Negative-label file not found" in caplog.text
-    paper = checks.negatives_plan(resolve({"profile": "paper"}))
+    paper = preflight.negatives_plan(resolve({"profile": "paper"}))
     assert paper == [
         "negative labels: mined from WordNet pool 'neglabel' (15% of each kind kept)",
         "CSP labels: mined from WordNet pool 'csp', adjectives conjugated (15% of each kind kept)",
     ]
+
+
+@pytest.mark.slow
+def test_notebook_7_and_the_explorer_run_with_a_given_negative_labels_file(npy, tmp_path):
+    """Both show the negatives through the one ``negative_prompts``: a given file's prompts,
+    with no mining (``negative_labels`` refuses to mine under such a file)."""
+    import json
+
+    out = tmp_path / "run"
+    argv = ["--profile", "smoke", "--out", str(out), "--only", "07", "08",
+            "--set", f"negative_labels={npy}", "--set", f"cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    assert runner.main(argv) == 0
+    page = (out / "figures" / "explorer.html").read_text()
+    assert "The nice yellow clintonia" in page and "This is a circumscribed photo" in page
+    cells = json.loads((out / "notebooks" / "07_benchmark_tables.ipynb").read_text())["cells"]
+    shown = json.dumps([c.get("outputs", []) for c in cells])
+    assert any(prompt in shown for prompt in OFFICIAL_LIKE)  # the nearest negative labels
+    assert not list((out / "negatives").glob("[!c]*.tsv"))  # NegLabel's were not mined

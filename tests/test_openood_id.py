@@ -13,9 +13,9 @@ from cmakit.core.scores import mcm_score
 from cmakit.data.paper import OPENOOD_ID_SUBSET, imagenet_split, openood_id_subset
 from cmakit.engine.bundle import EmbeddingBundle, surviving_rows
 from cmakit.engine.evaluate import ScoreSettings, ood_results
-from cmakit.pipeline.benchmark import paper_benchmark
 from cmakit.pipeline.config import resolve
-from cmakit.pipeline.results import score_settings
+from cmakit.pipeline.run_data import paper_benchmark
+from cmakit.pipeline.stages.records import score_settings
 
 CLASSES = ["tench", "goldfish", "great white shark"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cmakit.report.paper import PAPER_TABLES, paper_table
+from cmakit.report.paper_reference import PAPER_TABLES, paper_table
 
 
 @pytest.mark.parametrize(("number", "name"), list(enumerate(PAPER_TABLES, start=1)))

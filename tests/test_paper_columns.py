@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cmakit.data.world import OOD_GROUPS
-from cmakit.pipeline.benchmark import ID_SET_LABELS, PAPER_GROUPS, PAPER_ID_SUBSETS
-from cmakit.report.paper import PAPER_SET_BLOCKS, paper_table
+from cmakit.pipeline.run_data import ID_SET_LABELS, PAPER_GROUPS, PAPER_ID_SUBSETS
+from cmakit.report.paper_reference import PAPER_SET_BLOCKS, paper_table
 from cmakit.report.summary import OOD_METRICS, build_summary, validate_summary
 from cmakit.report.tables import (
     OURS_PAPER_PROFILE_LABEL,

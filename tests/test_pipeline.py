@@ -237,8 +237,9 @@ def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, c
 
 def test_multi_gpu_fine_tuning_command_round_trips_through_the_cli(tmp_path):
     """The paper profile's torchrun command carries exactly the notebook's TrainConfig."""
-    from cmakit.cli import TrainRun, _take, build_parser
+    from cmakit.cli import _take, build_parser
     from cmakit.engine.trainer import TrainConfig
+    from cmakit.pipeline.commands import TrainRun
     from cmakit.pipeline.config import resolve
     from cmakit.pipeline.steps import torchrun_command
 
@@ -295,8 +296,8 @@ def test_cluster_knobs_reach_the_torchrun_command(tmp_path):
 
 
 def test_dry_run_checks_the_batch_split_over_devices():
-    from cmakit.pipeline.checks import check_batch_split
     from cmakit.pipeline.config import resolve
+    from cmakit.pipeline.preflight import check_batch_split
 
     cfg = resolve({"profile": "paper", "finetune_micro_batch_size": 64})
     line = check_batch_split(cfg, processes=3)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from cmakit.common.config import ConfigError, from_dict
+from cmakit.common.strict_config import ConfigError, from_dict
 from cmakit.data.world import build_world, world_config
 from cmakit.engine.pretrain import PretrainConfig, cache_root, pretrain_clip, pretrain_config
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmakit.report.paper import paper_table
+from cmakit.report.paper_reference import paper_table
 from cmakit.report.summary import (
     OOD_METRICS,
     add_group_means,

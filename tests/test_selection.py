@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cmakit.pipeline import selection, steps
-from cmakit.pipeline.benchmark import first_per_class
 from cmakit.pipeline.config import resolve
+from cmakit.pipeline.run_data import first_per_class
 
 TEST_PARTS = ("id_test", "ood", "groups")
 
@@ -33,9 +33,12 @@ def smoke_cfg(tmp_path_factory):
 
 @pytest.fixture
 def guarded(monkeypatch):
-    real = steps.benchmark
-    monkeypatch.setattr(steps, "benchmark", lambda cfg, seed, preprocess=None: _ValidationOnly(
-        real(cfg, seed, preprocess)))  # fmt: skip
+    """Every stage's data pass through ``run_data.embedded_benchmark``: guard it at the source."""
+    from cmakit.pipeline import run_data
+
+    real = run_data.embedded_benchmark
+    monkeypatch.setattr(run_data, "embedded_benchmark",
+                        lambda cfg, seed: _ValidationOnly(real(cfg, seed)))  # fmt: skip
 
 
 def test_smallest_within_prefers_the_gentler_value_inside_the_tolerance():
@@ -84,7 +87,7 @@ def test_selection_never_reads_a_test_set(smoke_cfg, guarded):
 
 
 def test_smoke_fine_tuning_raises_id_accuracy(smoke_cfg):
-    from cmakit.pipeline.results import evaluate_model
+    from cmakit.pipeline.stages.records import evaluate_model
 
     zero = evaluate_model(smoke_cfg, "zero_shot", 0)["id_accuracy"]
     flyp = evaluate_model(smoke_cfg, "flyp", 0)["id_accuracy"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from _cmakit_tiny import tiny_model, tiny_pairs
 
-from cmakit.common.config import ConfigError, from_dict
+from cmakit.common.strict_config import ConfigError, from_dict
 from cmakit.engine.batching import BadSample, BatchPlan, accumulation_steps, split_sizes
 from cmakit.engine.trainer import TrainConfig, lr_factor, train
 from cmakit.models.weights import load_model_weights, save_model

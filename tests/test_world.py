@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmakit.common.config import ConfigError, from_dict
+from cmakit.common.strict_config import ConfigError, from_dict
 from cmakit.data.world import (
     OOD_GROUPS,
     OOD_SETS,

@@ -23,6 +23,20 @@ NEGLABEL_PROMPTS: dict[str, str] = {
     "csp": "a nice photo of {}",
 }
 
+#: The paper's OoD sets by group, under cmakit's keys (PAPER.md §7): OpenOOD v1.5's ImageNet
+#: near / far groups and the four MOS sets. The one home of these names: the data loaders, the
+#: paper profile's groups and the paper's table columns all read them from here.
+PAPER_OOD_GROUPS: dict[str, tuple[str, ...]] = {
+    "near": ("ssb_hard", "ninco"),
+    "far": ("inaturalist", "textures", "openimage_o"),
+    "mos": ("mos_inaturalist", "mos_sun", "mos_places", "mos_textures"),
+}
+#: MOS set key -> its name in the MOS release (``mos-<name>`` on the command line).
+MOS_SET_NAMES: dict[str, str] = {
+    "mos_inaturalist": "iNaturalist", "mos_sun": "SUN", "mos_places": "Places",
+    "mos_textures": "Textures",
+}  # fmt: skip
+
 #: Metric conventions: the paper's / MOS (ID positive) and OpenOOD v1.5's (OoD positive).
 CONVENTIONS: tuple[str, ...] = ("id_positive", "ood_positive")
 

@@ -72,6 +72,18 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """The JSON objects of a JSON-lines file, one per non-empty line.
+
+    Raises:
+        FileNotFoundError: the file is missing (the run that writes it has not finished).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: the run that writes it has not finished.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def fingerprint(*parts: Any, length: int = 16) -> str:
     """A short hex digest of JSON-serialisable ``parts`` (dict keys sorted).
 
@@ -127,3 +139,23 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for but no CUDA GPU is visible; use 'cpu'.")
     return device
+
+
+#: The Cache Directory Tagging Specification's tag: backup tools skip a folder that holds it,
+#: and cmakit's messages know a file under it as one that cmakit can recompute.
+CACHE_TAG = "CACHEDIR.TAG"
+_CACHE_TAG_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by cmakit (pretrained models, worlds).\n"
+)
+
+
+def tag_cache(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and mark it as a cache (:data:`CACHE_TAG`); returns it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = folder / CACHE_TAG
+    if not tag.is_file():
+        with atomic_path(tag) as tmp:
+            tmp.write_text(_CACHE_TAG_TEXT)
+    return folder

@@ -34,10 +34,12 @@ __all__ = [
     "energy_score",
     "get_score",
     "list_scores",
+    "SCORE_LABELS",
     "max_logit_score",
     "mcm_score",
     "neglabel_score",
     "register_score",
+    "score_label",
     "score_inputs",
 ]
 
@@ -45,10 +47,19 @@ __all__ = [
 CHUNK_ROWS = 2048
 
 _REGISTRY: dict[str, Callable[..., np.ndarray]] = {}
+#: Registered name -> label of tables, figures and the explorer, in registration order (the
+#: order of every table). The one home of score names and labels.
+SCORE_LABELS: dict[str, str] = {}
 
 
-def register_score(name: str) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
+def register_score(
+    name: str, label: str | None = None
+) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
     """Decorator adding a score function to the registry under ``name``.
+
+    Args:
+        name: Key of the score in records, ``summary.json`` and on the command line.
+        label: How tables and figures name it (default: ``name``).
 
     Raises:
         ValueError: If ``name`` is already registered.
@@ -58,9 +69,15 @@ def register_score(name: str) -> Callable[[Callable[..., np.ndarray]], Callable[
         if name in _REGISTRY:
             raise ValueError(f"Score {name!r} is already registered ({_REGISTRY[name].__name__}).")
         _REGISTRY[name] = fn
+        SCORE_LABELS[name] = label or name
         return fn
 
     return add
+
+
+def score_label(name: str) -> str:
+    """The display label of a score (``"neglabel"`` -> ``"NegLabel"``); unknown names as given."""
+    return SCORE_LABELS.get(name, name)
 
 
 def get_score(name: str) -> Callable[..., np.ndarray]:
@@ -103,7 +120,7 @@ def _chunks(n: int, size: int = CHUNK_ROWS):
         yield slice(start, min(start + size, n))
 
 
-@register_score("mcm")
+@register_score("mcm", "MCM")
 def mcm_score(image_emb, id_text_emb, *, temperature: float = 1.0) -> np.ndarray:
     """Maximum Concept Matching: ``max_c softmax_c(cos(i, t_c) / T)``.
 
@@ -150,7 +167,7 @@ def _neglabel_chunk(
     return torch.exp(lse_id - torch.logaddexp(lse_id, lse_neg)).mean(dim=1)  # (n,)
 
 
-@register_score("neglabel")
+@register_score("neglabel", "NegLabel")
 def neglabel_score(
     image_emb,
     id_text_emb,
@@ -210,7 +227,7 @@ def neglabel_score(
     return out.numpy()
 
 
-@register_score("neglabel_grouped")
+@register_score("neglabel_grouped", "NegLabel-grouped")
 def neglabel_grouped_score(
     image_emb,
     id_text_emb,
@@ -226,7 +243,7 @@ def neglabel_grouped_score(
     )
 
 
-@register_score("csp")
+@register_score("csp", "CSP")
 def csp_score(
     image_emb,
     id_text_emb,
@@ -248,7 +265,7 @@ def csp_score(
     )
 
 
-@register_score("msp")
+@register_score("msp", "MSP")
 def msp_score(logits) -> np.ndarray:
     """Maximum softmax probability ``max_c softmax(logits)_c``.
 
@@ -265,23 +282,7 @@ def msp_score(logits) -> np.ndarray:
     return torch.exp(x.max(dim=1).values - torch.logsumexp(x, dim=1)).cpu().numpy()
 
 
-@register_score("max_logit")
-def max_logit_score(logits) -> np.ndarray:
-    """MaxLogit ``max_c logits_c``.
-
-    Args:
-        logits: ``[N, C]`` classifier logits.
-
-    Returns:
-        ``[N]`` float64 scores.
-
-    Raises:
-        ValueError: ``logits`` not a finite non-empty 2-D float array.
-    """
-    return check_logits(logits).detach().double().max(dim=1).values.cpu().numpy()
-
-
-@register_score("energy")
+@register_score("energy", "Energy")
 def energy_score(logits, *, temperature: float = 1.0) -> np.ndarray:
     """Negative free energy ``T * logsumexp_c(logits_c / T)``.
 
@@ -298,3 +299,19 @@ def energy_score(logits, *, temperature: float = 1.0) -> np.ndarray:
     x = check_logits(logits).detach().double()
     t = check_positive(temperature, "temperature")
     return (t * torch.logsumexp(x / t, dim=1)).cpu().numpy()
+
+
+@register_score("max_logit", "MaxLogit")
+def max_logit_score(logits) -> np.ndarray:
+    """MaxLogit ``max_c logits_c``.
+
+    Args:
+        logits: ``[N, C]`` classifier logits.
+
+    Returns:
+        ``[N]`` float64 scores.
+
+    Raises:
+        ValueError: ``logits`` not a finite non-empty 2-D float array.
+    """
+    return check_logits(logits).detach().double().max(dim=1).values.cpu().numpy()

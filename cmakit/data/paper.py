@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cmakit.common.constants import TRAIN_PROMPT
+from cmakit.common.constants import MOS_SET_NAMES, PAPER_OOD_GROUPS, TRAIN_PROMPT
 from cmakit.models.transforms import paper_transform
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 ENV_VARS = {"imagenet": "CMAKIT_IMAGENET", "mos": "CMAKIT_MOS", "openood": "CMAKIT_OPENOOD"}
-MOS_SETS = {"iNaturalist": ("iNaturalist",), "SUN": ("SUN",), "Places": ("Places",),
-            "Textures": ("Textures", "dtd")}  # fmt: skip
-OPENOOD_SETS = ("imagenet", "ssb_hard", "ninco", "inaturalist", "textures", "openimage_o")
+#: MOS set name -> the folder names it is found under (DTD's own folder name for Textures).
+MOS_SETS: dict[str, tuple[str, ...]] = {
+    name: (name, "dtd") if name == "Textures" else (name,) for name in MOS_SET_NAMES.values()
+}
+#: OpenOOD v1.5's image lists: its ID set, then the near and far OoD sets.
+OPENOOD_SETS = ("imagenet", *PAPER_OOD_GROUPS["near"], *PAPER_OOD_GROUPS["far"])
 #: Name of OpenOOD v1.5's ID test list as an ID subset of ImageNet-1k val (Table 2's ID set).
 OPENOOD_ID_SUBSET = "openood_imagenet"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,14 @@ class EmbeddingBundle:
         if self.csp_texts is None:  # no CSP labels: an empty [0, D] layer
             empty = np.zeros((0, self.id_texts.shape[1]), dtype=self.id_texts.dtype)
             object.__setattr__(self, "csp_texts", empty)
+        check_widths(self.layers())
+
+    def layers(self) -> dict[str, np.ndarray]:
+        """Every embedding layer by name: ``id_images``, ``id_texts``, ``neg_texts``,
+        ``csp_texts`` and ``ood/<set>``."""
+        return {"id_images": self.id_images, "id_texts": self.id_texts,
+                "neg_texts": self.neg_texts, "csp_texts": self.csp_texts,
+                **{_OOD_PREFIX + k: v for k, v in self.ood.items()}}  # fmt: skip
 
     def id_rows(self, subset: str | None = None) -> np.ndarray | slice:
         """Rows of ``id_images`` of the ID subset ``subset`` (``None``: every row).
@@ -100,7 +109,25 @@ class EmbeddingBundle:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EmbeddingBundle:
-        """Read a bundle written by :meth:`save`."""
+        """Read a bundle written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: the file is not a readable bundle (truncated, corrupt, another format);
+                the message names it.
+        """
+        try:
+            return cls._load(path)
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+            if isinstance(err, FileNotFoundError | PermissionError):
+                raise
+            raise ValueError(
+                f"{path} is not a readable embeddings file ({type(err).__name__}: {err}): "
+                "truncated or corrupt. Delete it and run again; it is recomputed."
+            ) from err
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike) -> EmbeddingBundle:
         with np.load(path, allow_pickle=False) as z:
             ood = {k[len(_OOD_PREFIX) :]: z[k] for k in z.files if k.startswith(_OOD_PREFIX)}
             subsets = {k[len(_SUBSET_PREFIX) :]: z[k] for k in z.files
@@ -111,6 +138,31 @@ class EmbeddingBundle:
                        bad_images=int(z["bad_images"]) if "bad_images" in z.files else 0,
                        csp_texts=z["csp_texts"] if "csp_texts" in z.files else None,
                        id_subsets=subsets)  # fmt: skip
+
+
+def check_widths(layers: dict[str, np.ndarray], *, names: dict[str, str] | None = None) -> int:
+    """Check that every non-empty layer is a 2-D ``[n, D]`` array of one width ``D``; returns ``D``.
+
+    Args:
+        layers: Layer name -> array; the first layer's width is the reference.
+        names: Layer name -> how the message calls it (a file, a set); default: the name.
+
+    Raises:
+        ValueError: one line naming the first layer of another width (or not 2-D), its width
+            and the reference's, and what to do.
+    """
+    names = names or {}
+    (first, ref), *_ = layers.items()
+    width = ref.shape[1] if ref.ndim == 2 else -1
+    for name, x in layers.items():
+        if x.size and (x.ndim != 2 or x.shape[1] != width):  # an empty layer has no rows to match
+            shape = "x".join(map(str, x.shape))
+            raise ValueError(
+                f"{names.get(name, name)} holds {shape} embeddings but "
+                f"{names.get(first, first)} holds {width}-wide rows: every array must come from "
+                "one model (embed them again with the same model)."
+            )
+    return width
 
 
 def surviving_rows(subset, paths, bad_paths) -> np.ndarray:

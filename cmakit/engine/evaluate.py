@@ -18,13 +18,11 @@ import numpy as np
 from cmakit.common.constants import CONVENTIONS
 from cmakit.core.geometry import alignment, gap_shift, modality_gap, uniformity_family
 from cmakit.core.metrics import ESTIMATORS, add_group_means, fpr95_estimator, ood_metrics
-from cmakit.core.scores import get_score, score_inputs
+from cmakit.core.scores import SCORE_LABELS, get_score, score_inputs
 from cmakit.engine.bundle import EmbeddingBundle
 
-#: Score keys of the per-seed record and of summary.json, in table order.
-SCORES: tuple[str, ...] = (
-    "mcm", "neglabel", "neglabel_grouped", "csp", "msp", "energy", "max_logit"
-)  # fmt: skip
+#: Score keys of the per-seed record and of summary.json, in table order: every registered score.
+SCORES: tuple[str, ...] = tuple(SCORE_LABELS)
 #: NegLabel shuffles its negatives with this seed before grouping (as NegLabel's code), so
 #: the grouped scores of two runs differ only by their models.
 GROUP_SHUFFLE_SEED = 0

@@ -179,7 +179,7 @@ def read_negative_labels(path: str | os.PathLike) -> list[str]:
             raise ValueError(f"{path}: line(s) {empty[:5]} hold no prompt; remove them.")
         prompts = prompts if text else []
     elif suffix == ".tsv":
-        prompts = negative_prompts(load_negative_labels(path))
+        prompts = label_prompts(load_negative_labels(path))
     else:
         raise ValueError(f"{path}: unknown format {suffix!r}; give a .npy, .txt or .tsv file.")
     if not prompts:
@@ -219,6 +219,6 @@ def encode_negative_labels(
                         progress=progress)  # fmt: skip
 
 
-def negative_prompts(labels: Sequence[NegativeLabel]) -> list[str]:
+def label_prompts(labels: Sequence[NegativeLabel]) -> list[str]:
     """The prompt strings of ``labels`` (part of the embedding-cache key)."""
     return _prompts([(lab.word, lab.pos) for lab in labels])

@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from cmakit.common.config import ConfigError, from_dict, to_dict
 from cmakit.common.io import (
     atomic_path,
     cache_root,
@@ -36,6 +35,7 @@ from cmakit.common.io import (
     resolve_device,
     write_json,
 )
+from cmakit.common.strict_config import ConfigError, from_dict, to_dict
 from cmakit.data.world import World, WorldConfig, build_world, world_config
 from cmakit.data.world.figure import plot_world_samples
 from cmakit.engine.zero_shot import zero_shot_report

@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cmakit.common.config import to_dict
 from cmakit.common.io import write_text
 from cmakit.common.progress import emit, format_eta
+from cmakit.common.strict_config import to_dict
 from cmakit.engine.checkpoint import (
     capture_rng,
     list_checkpoints,

@@ -44,7 +44,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
-from cmakit.common.config import to_dict
+from cmakit.common.strict_config import to_dict
 from cmakit.core.losses import CMALoss
 from cmakit.engine import distributed as dist_util
 from cmakit.engine.batching import (

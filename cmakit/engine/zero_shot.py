@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from cmakit.common.config import to_dict
 from cmakit.common.constants import OKABE_ITO, TRAIN_PROMPT
 from cmakit.common.io import atomic_path, write_json
+from cmakit.common.strict_config import to_dict
 from cmakit.data.world.build import OOD_SETS, World
 from cmakit.data.world.config import OOD_GROUPS
 from cmakit.engine import embed
@@ -69,13 +69,13 @@ def negative_labels(
     Returns:
         The kept negative prompts, nouns first, each least ID-like first.
     """
-    from cmakit.engine.negatives import mine_negatives, negative_prompts
+    from cmakit.engine.negatives import label_prompts, mine_negatives
 
     mined = mine_negatives(
         model, tokenizer, world.id_classnames, candidates=world.negative_candidates(candidates),
         keep=keep, id_template=template, device="cpu", progress=False,
     )  # fmt: skip
-    return negative_prompts(mined)
+    return label_prompts(mined)
 
 
 def _ood_table(img: dict[str, torch.Tensor], id_text: torch.Tensor, neg_text: torch.Tensor,

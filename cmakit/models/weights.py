@@ -145,10 +145,26 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "file") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, IndexError...
+        advice = (
+            "It is a cached file that cmakit wrote: delete it and run again, and cmakit "
+            "recomputes it." if _in_cache(path)
+            else "Copy the file again or point to another one."
+        )  # fmt: skip
         raise ValueError(
             f"{path} is not a readable PyTorch {what}: {_describe_unreadable(path)} "
-            f"(torch.load raised {type(err).__name__}). Copy the file again or point to another one."
+            f"(torch.load raised {type(err).__name__}). {advice}"
         ) from err
+
+
+def _in_cache(path: Path) -> bool:
+    """Whether ``path`` lies in a folder cmakit writes and can recompute: the cache folder
+    (``$CMAKIT_CACHE`` or the default one), or a folder that a cmakit cache tags as its own."""
+    from cmakit.common.io import CACHE_TAG, cache_root
+
+    path = path.resolve()
+    if path.is_relative_to(cache_root().resolve()):
+        return True
+    return any((parent / CACHE_TAG).is_file() for parent in path.parents)
 
 
 def _unwrap(obj: Any, path: Path) -> Weights:

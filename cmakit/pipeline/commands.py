@@ -1,4 +1,7 @@
-"""The ``mine``, ``embed`` and ``evaluate`` steps of the paper path (ImageNet-1k vs MOS / OpenOOD).
+"""The commands of the paper path (ImageNet-1k vs MOS / OpenOOD): ``train``, ``mine``, ``embed``
+and ``evaluate``, each with the dataclass of its settings (the command line's flags).
+
+``train`` fine-tunes on the ImageNet train split with class prompts (also under torchrun).
 
 ``embed`` encodes the ID images, each OoD set, the ID prompts and the negative labels through
 :class:`cmakit.engine.embed.EmbeddingCache` and writes ``embeddings.json``, a manifest of the cache
@@ -9,16 +12,20 @@ per-set metrics and the means of OpenOOD's near / far groups and of MOS).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from cmakit.common.constants import MOS_SET_NAMES, PAPER_OOD_GROUPS, TEST_PROMPT, TRAIN_PROMPT
 from cmakit.common.io import read_json, write_json
+from cmakit.common.strict_config import to_dict
 from cmakit.data.paper import (
-    MOS_SETS,
     ImageFiles,
+    PromptPairs,
     imagefolder_classnames,
     imagenet_classnames,
     imagenet_split,
@@ -26,14 +33,151 @@ from cmakit.data.paper import (
     openood_dataset,
     resolve_root,
 )
-from cmakit.engine.bundle import EmbeddingBundle
-from cmakit.pipeline.benchmark import PAPER_GROUPS
+from cmakit.engine.bundle import EmbeddingBundle, check_widths
+from cmakit.engine.negatives import NegativeLabel
+from cmakit.engine.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 MANIFEST = "embeddings.json"
 
 
-def id_classnames(run) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class TrainRun:
+    """What to fine-tune on which data (the hyper-parameters are :class:`TrainConfig`).
+
+    Attributes:
+        model: open_clip architecture.
+        pretrained: Initial weights: open_clip tag or file (OpenAI format detected).
+        imagenet: ImageNet root (default $CMAKIT_IMAGENET).
+        out: Run folder.
+        prompt: Training prompt template.
+        resume: Continue from the newest checkpoint in ``out``.
+        classnames: Class-name file for an ID set that is not ImageNet-1k or a subset of it
+            named by WordNet ids: one name per line in sorted-folder order, or folder<TAB>name.
+    """
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    imagenet: str | None = None
+    out: str = "runs/train"
+    prompt: str = TRAIN_PROMPT
+    resume: bool = False
+    classnames: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MineRun:
+    """Which pretrained text encoder mines the negative labels (NegLabel's protocol).
+
+    Attributes:
+        model: open_clip architecture.
+        pretrained: Weights that rank the candidates: open_clip tag or file (the paper mines
+            with the pretrained model, before any fine-tuning).
+        out: Negative-label TSV to write (word, pos, affinity), read by ``embed --negatives``.
+        id_prompt: ID prompt template of the ImageNet classes ("The nice {}").
+        pool: WordNet candidates: "neglabel" (NegLabel's lexicographer files, as the paper
+            profile) or "all" (every noun and adjective lemma).
+        keep: Share of the pool's nouns and of its adjectives kept (NegLabel: 0.15).
+        batch_size, device: Encoding settings.
+    """
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    out: str = "neg_labels.tsv"
+    id_prompt: str = TEST_PROMPT
+    pool: Literal["neglabel", "all"] = "neglabel"
+    keep: float = 0.15
+    batch_size: int = 1024
+    device: str = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedRun:
+    """Which model, data sets and prompts to encode (see :func:`run_embed`).
+
+    Attributes:
+        model, checkpoint: Passed to :func:`cmakit.models.factory.load_clip`.
+        pretrained: open_clip tag or file loaded before ``checkpoint``; "auto" = "openai"
+            without a checkpoint and no pretrained weights with one (the checkpoint holds them).
+        out: Embedding folder (cache files + ``embeddings.json``).
+        imagenet, mos, openood: Data roots (defaults from the environment variables).
+        id_set: ID images, "imagenet-val".
+        ood_sets: Comma-separated OoD sets, e.g. "mos-iNaturalist,openood-ninco".
+        id_prompt: ID prompt template for scoring ("The nice {}").
+        negatives: Negative-label TSV (from ``mine``, or a pipeline run's
+            ``negatives/<fingerprint>.tsv``), mined with this model when the file does not exist;
+            or a fixed list of prompts used verbatim (the authors' ``neg_label_10000.npy``, a
+            ``.txt`` with one prompt per line).
+        batch_size, num_workers, device: Encoding settings.
+        classnames: Class-name file for an ID set that is not ImageNet-1k or a subset of it
+            named by WordNet ids: one name per line in sorted-folder order, or folder<TAB>name.
+    """
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = "auto"
+    checkpoint: str | None = None
+    out: str = "runs/embed"
+    imagenet: str | None = None
+    mos: str | None = None
+    openood: str | None = None
+    id_set: str = "imagenet-val"
+    ood_sets: str = "mos-iNaturalist,mos-SUN,mos-Places,mos-Textures"
+    id_prompt: str = TEST_PROMPT
+    negatives: str | None = None
+    batch_size: int = 256
+    num_workers: int = 8
+    device: str = "auto"
+    classnames: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateRun:
+    """How to score cached embeddings.
+
+    Attributes:
+        embeddings: Folder written by ``embed``.
+        score: "mcm" or "neglabel".
+        groups: NegLabel groups (1 = the CMA code, 100 = NegLabel's grouping).
+        convention: FPR@95 convention, "id_positive" (paper) or "ood_positive" (OpenOOD v1.5).
+        estimator: AUPR estimator, "trapezoid" or "ap".
+        out: Metrics JSON path.
+    """
+
+    embeddings: str = "runs/embed"
+    score: Literal["mcm", "neglabel"] = "neglabel"
+    groups: int = 1
+    convention: Literal["id_positive", "ood_positive"] = "id_positive"
+    estimator: Literal["trapezoid", "ap"] = "trapezoid"
+    out: str = "metrics.json"
+
+
+def run_train(run: TrainRun, cfg: TrainConfig) -> dict[str, Any]:
+    """``train``: ImageNet train split with class prompts -> :func:`cmakit.engine.trainer.train`.
+
+    Returns:
+        The run's summary (also written to ``<out>/train_summary.json`` by rank 0).
+    """
+    from cmakit.engine.distributed import get_rank
+    from cmakit.engine.trainer import train
+    from cmakit.models.factory import load_clip
+    from cmakit.models.transforms import paper_transform
+
+    names = imagefolder_classnames(resolve_root("imagenet", run.imagenet) / "train", run.classnames)
+    model, _, tokenizer = load_clip(run.model, pretrained=run.pretrained, device="cpu")
+    tf = paper_transform(model.visual.image_size, train=True)
+    images = imagenet_split("train", run.imagenet, transform=tf, classnames=names)
+    pairs = PromptPairs(images, tokenizer, names, run.prompt)
+    res = train(model, pairs, cfg, out_dir=run.out, resume=run.resume, model_name=run.model)
+    summary = {"run": to_dict(run), "config": to_dict(cfg), "final_step": res.final_step,
+               "model_path": str(res.model_path), "wall_time_s": res.wall_time_s,
+               "pairs_per_s": res.pairs_per_s, "bad_images": res.bad_samples,
+               "bad_paths": list(res.bad_paths)}  # fmt: skip
+    if get_rank() == 0:
+        write_json(Path(run.out) / "train_summary.json", summary)
+    return summary
+
+
+def id_classnames(run: EmbedRun) -> list[str]:
     """Class names of the run's ID set (``imagenet-val``: any ImageNet subset, or a names file)."""
     family, _, name = run.id_set.partition("-")
     if family != "imagenet" or name not in ("train", "val"):
@@ -41,7 +185,9 @@ def id_classnames(run) -> list[str]:
     return imagefolder_classnames(resolve_root("imagenet", run.imagenet) / name, run.classnames)
 
 
-def open_image_set(spec: str, run, transform, classnames: list[str] | None = None) -> ImageFiles:
+def open_image_set(
+    spec: str, run: EmbedRun, transform: Callable, classnames: list[str] | None = None
+) -> ImageFiles:
     """``"imagenet-val"``, ``"mos-SUN"``, ``"openood-ninco"`` ... -> a data set.
 
     Raises:
@@ -57,7 +203,9 @@ def open_image_set(spec: str, run, transform, classnames: list[str] | None = Non
     raise KeyError(f"Unknown image set {spec!r}; use imagenet-val, mos-<Name>, openood-<name>.")
 
 
-def _negatives(run, model, tokenizer, device: str, classnames: list[str]):
+def _negatives(
+    run: EmbedRun, model: Any, tokenizer: Any, device: str, classnames: list[str]
+) -> list[NegativeLabel]:
     from cmakit.engine.distributed import barrier, get_rank
     from cmakit.engine.negatives import load_negative_labels, mine_negatives, save_negative_labels
 
@@ -72,7 +220,7 @@ def _negatives(run, model, tokenizer, device: str, classnames: list[str]):
     return load_negative_labels(path)
 
 
-def run_mine(run) -> list:
+def run_mine(run: MineRun) -> list[NegativeLabel]:
     """Mine negative labels from WordNet with a pretrained text encoder and write the TSV.
 
     Returns:
@@ -100,11 +248,11 @@ def embed_pretrained(pretrained: str | None, checkpoint: str | None) -> str | No
     return pretrained
 
 
-def run_embed(run) -> dict[str, Any]:
+def run_embed(run: EmbedRun) -> dict[str, Any]:
     """Encode everything ``evaluate`` needs; returns (and writes) the manifest."""
     from cmakit.engine.distributed import get_rank, init_distributed
     from cmakit.engine.embed import EmbeddingCache
-    from cmakit.engine.negatives import negative_prompts, read_negative_labels
+    from cmakit.engine.negatives import label_prompts, read_negative_labels
     from cmakit.models.factory import load_clip
     from cmakit.models.transforms import paper_transform_key
 
@@ -143,7 +291,7 @@ def run_embed(run) -> dict[str, Any]:
         if Path(run.negatives).suffix.lower() in (".npy", ".txt"):  # fixed prompts, verbatim
             neg_prompts = read_negative_labels(run.negatives)
         else:
-            neg_prompts = negative_prompts(_negatives(run, model, tokenizer, info.device, names))
+            neg_prompts = label_prompts(_negatives(run, model, tokenizer, info.device, names))
         cache.texts(model, tokenizer, neg_prompts, device=info.device)
         manifest["neg_text"], manifest["negatives"] = (
             str(cache.last_path.relative_to(out)),
@@ -156,8 +304,19 @@ def run_embed(run) -> dict[str, Any]:
 
 
 def _load(folder: Path, rel: str) -> dict[str, np.ndarray]:
-    with np.load(folder / rel, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The arrays of one cache file that ``embed`` wrote, with an error that names it."""
+    import zipfile
+
+    try:
+        with np.load(folder / rel, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        if isinstance(err, FileNotFoundError | PermissionError):
+            raise
+        raise ValueError(
+            f"{folder / rel} cannot be read ({type(err).__name__}: {err}): "
+            "truncated or corrupt; run `python -m cmakit embed` again."
+        ) from err
 
 
 def load_bundle(folder: str | Path, *, need_negatives: bool) -> tuple[EmbeddingBundle, dict]:
@@ -174,28 +333,35 @@ def load_bundle(folder: str | Path, *, need_negatives: bool) -> tuple[EmbeddingB
     id_data, id_text = _load(folder, man["id"]), _load(folder, man["id_text"])["embeddings"]
     neg = (_load(folder, man["neg_text"])["embeddings"] if man.get("neg_text")
            else np.zeros((0, id_text.shape[1]), dtype=np.float32))  # fmt: skip
+    ood = {name: _load(folder, rel)["embeddings"] for name, rel in man["ood"].items()}
+    files = {"id": man["id"], "id_text": man["id_text"], "neg": man.get("neg_text") or "",
+             **{name: rel for name, rel in man["ood"].items()}}  # fmt: skip
+    check_widths(
+        {"id": id_data["embeddings"], "id_text": id_text, "neg": neg, **ood},
+        names={key: f"{key} ({folder / rel})" for key, rel in files.items()},
+    )
     bundle = EmbeddingBundle(
         id_images=id_data["embeddings"], id_labels=id_data["labels"], id_texts=id_text,
         neg_texts=neg, logit_scale=float(man.get("logit_scale", 100.0)),
-        ood={name: _load(folder, rel)["embeddings"] for name, rel in man["ood"].items()},
+        ood=ood,
     )  # fmt: skip
     return bundle, man
 
 
-def cli_groups(ood_sets) -> dict[str, list[str]]:
+def cli_groups(ood_sets: Iterable[str]) -> dict[str, list[str]]:
     """The paper profile's groups (near, far, mos) among the command line's set names.
 
     ``openood-ssb_hard`` and ``openood-ninco`` are near, OpenOOD's iNaturalist, Textures and
     OpenImage-O far, every ``mos-*`` set MOS; a group is kept when any of its sets is given.
     """
-    layout = {"near": [f"openood-{n}" for n in PAPER_GROUPS["near"]],
-              "far": [f"openood-{n}" for n in PAPER_GROUPS["far"]],
-              "mos": [f"mos-{n}" for n in MOS_SETS]}  # fmt: skip
+    layout = {"near": [f"openood-{n}" for n in PAPER_OOD_GROUPS["near"]],
+              "far": [f"openood-{n}" for n in PAPER_OOD_GROUPS["far"]],
+              "mos": [f"mos-{MOS_SET_NAMES[n]}" for n in PAPER_OOD_GROUPS["mos"]]}  # fmt: skip
     given = set(ood_sets)
     return {g: [s for s in sets if s in given] for g, sets in layout.items() if given & set(sets)}
 
 
-def run_evaluate(run) -> dict[str, Any]:
+def run_evaluate(run: EvaluateRun) -> dict[str, Any]:
     """Score cached embeddings with the one evaluator and write the metrics JSON; returns it.
 
     Reports each set and the mean of each group (OpenOOD's near and far, the MOS mean), never

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cmakit.common.config import ConfigError, check_keys, from_dict, to_dict
 from cmakit.common.constants import CONVENTIONS, TEST_PROMPT, TRAIN_PROMPT
+from cmakit.common.strict_config import ConfigError, check_keys, from_dict, to_dict
 from cmakit.data.wordnet import POOLS
 
 Profile = Literal["smoke", "cpu", "paper"]
@@ -238,6 +238,25 @@ PROFILES: dict[str, dict[str, Any]] = {
         "num_workers": 8,
     },
 }
+
+
+def method_lam(cfg: RunConfig, method: str) -> float | None:
+    """The CMA weight of a method: None for zero-shot, 0 for FLYP, ``cfg.lam`` for CMA."""
+    lams = {"zero_shot": None, "flyp": 0.0, "cma": cfg.lam}
+    if method not in lams:
+        raise KeyError(f"Unknown method {method!r}; choose one of {list(lams)}.")
+    return lams[method]
+
+
+def model_lam(cfg: RunConfig, method: str, lam: float | None = None) -> float | None:
+    """The CMA weight of a model: ``lam`` when given (an ablation point), else the method's."""
+    return method_lam(cfg, method) if lam is None else float(lam)
+
+
+def model_tag(weight: float | None, seed: int) -> str:
+    """A model's name in file names: ``zero_shot-seed0`` or ``lam0.1-seed0``."""
+    return f"zero_shot-seed{seed}" if weight is None else f"lam{weight:g}-seed{seed}"
+
 
 _ENV_ROOTS = {
     "imagenet_root": "CMAKIT_IMAGENET",

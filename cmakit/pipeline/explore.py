@@ -105,7 +105,7 @@ def explorer_points(bundles: Mapping[str, EmbeddingBundle], settings: ScoreSetti
 
     Args:
         bundles: Display name -> bundle, all of the same benchmark (same rows per layer).
-        settings: The run's score settings (``pipeline.results.score_settings``).
+        settings: The run's score settings (``pipeline.steps.score_settings``).
         labels: Group key (``id_images``, ``ood/<set>``, ``id_texts``, ``neg_texts``) -> one
             label per row of the full layer (class, caption or word).
         thumbnails: Image group key -> ``[N, H, W, 3]`` uint8 pixels of the full layer, or a
@@ -174,14 +174,19 @@ def run_bundles(cfg: RunConfig, seed: int) -> dict[str, EmbeddingBundle]:
 
 def _run_labels(cfg: RunConfig, seed: int, bundle: EmbeddingBundle):
     """Labels, thumbnails and class names of the run's data for ``seed``."""
-    neg_words = [n.word for n in steps.negative_labels(cfg)]
+    # a given negative_labels file has prompts and no words: the page shows the prompts
+    mined = not cfg.negative_labels
+    neg_words = (
+        [n.word for n in steps.negative_labels(cfg)] if mined else steps.negative_prompts(cfg)
+    )
     labels: dict[str, list[str]] = {"neg_texts": neg_words}
     thumbnails: dict[str, np.ndarray | Callable] = {}
     if cfg.embedded:
         from cmakit.data.world.concepts import describe
-        from cmakit.pipeline.benchmark import load_world
+        from cmakit.pipeline.run_data import load_world
 
-        labels["neg_texts"] = [describe(w) for w in neg_words]  # "kemol (striped circle)"
+        if mined:
+            labels["neg_texts"] = [describe(w) for w in neg_words]  # "kemol (striped circle)"
         world = load_world(cfg, seed)
         classes = list(world.id_classnames)
         test = world.labels("test").numpy()
@@ -234,7 +239,7 @@ def _paper_thumbnails(cfg: RunConfig, seed: int, bundle: EmbeddingBundle,
     """Thumbnails read from the paper path's image files (OoD labels become file names); none
     when the data folders are absent or a set had unreadable images (rows no longer match)."""
     try:
-        bench = steps.benchmark(cfg, seed)
+        bench = steps.run_data(cfg, seed)
     except (FileNotFoundError, ValueError) as err:
         log.warning("explorer: no thumbnails, the data folders cannot be read (%s)", err)
         return {}
@@ -260,13 +265,11 @@ def write_run_explorer(cfg: RunConfig, *, alphas: Sequence[float], max_points: i
     Uses the first seed's models (or ``seed``). Thumbnails come from the embedded world's
     pixels, or on the paper path from the image files (none when the folders are absent).
     """
-    from cmakit.pipeline.results import score_settings
-
     seed = cfg.seeds[0] if seed is None else seed
     bundles = run_bundles(cfg, seed)
     labels, thumbnails, classes, neg_words = _run_labels(cfg, seed, next(iter(bundles.values())))
     groups, models = explorer_points(
-        bundles, score_settings(cfg), labels=labels, thumbnails=thumbnails or None,
+        bundles, steps.score_settings(cfg), labels=labels, thumbnails=thumbnails or None,
         class_names=classes, neg_names=neg_words, alphas=alphas, max_points=max_points, seed=seed,
     )  # fmt: skip
     path = Path(cfg.run_dir) / "figures" / "explorer.html"

@@ -12,11 +12,19 @@ was built from.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from typing import Any
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from cmakit.common.io import file_digest, fingerprint
 from cmakit.pipeline.config import RunConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: RunConfig fields read by each stage (besides its upstream products).
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -141,3 +149,69 @@ def embeddings_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
 def metrics_key(cfg: RunConfig, lam: float | None, seed: int) -> str:
     """The per-seed record of a model: its embeddings scored with the run's settings."""
     return fingerprint("metrics", embeddings_key(cfg, lam, seed), _fields(cfg, "metrics"))
+
+
+# ---------------------------------------------------------------- reuse, with a load check
+#: The product files of a run folder, by suffix, and how each is checked before it is reused.
+PRODUCT_SUFFIXES = (".npz", ".pt", ".json", ".tsv")
+#: Sub-folders of a run folder that hold products (the tables and figures are documents).
+PRODUCT_FOLDERS = ("models", "embeddings", "metrics", "negatives")
+
+
+def reuse(path: str | os.PathLike, load: Callable[[Path], T]) -> T | None:
+    """The product at ``path`` as ``load`` reads it; None when there is none, or when it is
+    damaged (truncated, corrupt): then it is removed, with a warning naming it, so that the
+    caller recomputes it. A product that cannot be read for lack of permission is an error."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return load(path)
+    except PermissionError:
+        raise
+    except (OSError, EOFError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile) as err:
+        discard(path, f"{type(err).__name__}: {str(err)[:200]}")
+        return None
+
+
+def discard(path: Path, why: str) -> None:
+    """Remove a damaged product with a warning that names it and says it will be recomputed."""
+    log.warning("damaged product %s (%s): removed; it is recomputed", path, why)
+    path.unlink(missing_ok=True)
+
+
+def damage(path: Path) -> str | None:
+    """Why the product file ``path`` cannot be reused, or None when it reads.
+
+    A fast load check that needs no record of the file: ``.npz`` and ``.pt`` files are zip
+    archives whose every member's CRC is verified; ``.json`` files must parse; ``.tsv`` files
+    must be UTF-8 text. An empty file is always damaged.
+    """
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        if path.suffix in (".npz", ".pt"):
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            return None if bad is None else f"member {bad} fails its checksum"
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".tsv":
+            path.read_text(encoding="utf-8")
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
+        if isinstance(err, PermissionError):
+            raise
+        return f"{type(err).__name__}: {str(err)[:200]}"
+    return None
+
+
+def damaged_products(run_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+    """Every product file of a run folder that fails :func:`damage`, with the reason."""
+    found = []
+    for folder in PRODUCT_FOLDERS:
+        for path in sorted((Path(run_dir) / folder).rglob("*")):
+            if path.suffix in PRODUCT_SUFFIXES and path.is_file():
+                why = damage(path)
+                if why is not None:
+                    found.append((path, why))
+    return found

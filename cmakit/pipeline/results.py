@@ -1,8 +1,8 @@
-"""Collect a run's results: per-seed records, PCA layers, the summary and its tables.
+"""Collect a run's results: the summary, its fingerprints and timings, and the PCA layers.
 
-The notebooks call these to turn the cached embeddings of every (method, seed) into the
-documents of the run folder; each per-seed record is also written as one JSON under
-``metrics/`` so that every number in a table can be traced to a file.
+The notebooks call these to turn the per-seed records of every (method, seed)
+(:mod:`cmakit.pipeline.stages.records`, one JSON each under ``metrics/``, so that every number
+in a table can be traced to a file) and the λ ablation into the documents of the run folder.
 """
 
 from __future__ import annotations
@@ -15,51 +15,12 @@ import numpy as np
 from cmakit.common.constants import METHODS
 from cmakit.common.io import read_json, write_json
 from cmakit.engine.bundle import EmbeddingBundle
-from cmakit.engine.evaluate import ScoreSettings, evaluate
-from cmakit.pipeline import products, steps
-from cmakit.pipeline.benchmark import id_set_labels, id_subsets, ood_groups
-from cmakit.pipeline.config import RunConfig
-
-
-def score_settings(cfg: RunConfig) -> ScoreSettings:
-    """The run's scoring settings, from its configuration only (the evaluator reads no other)."""
-    return ScoreSettings(
-        mcm_temperature=cfg.mcm_temperature, neglabel_temperature=cfg.neglabel_temperature,
-        neglabel_groups=cfg.neglabel_groups, convention=cfg.convention,
-        aupr_estimator=AUPR_ESTIMATOR, bootstrap=cfg.bootstrap, groups=ood_groups(cfg),
-        id_subsets=id_subsets(cfg),
-    )  # fmt: skip
-
-
-#: AUPR estimator of every run (OpenOOD's and the CMA code's trapezoid rule).
-AUPR_ESTIMATOR = "trapezoid"
-
-
-def evaluate_model(cfg: RunConfig, method: str, seed: int, *,
-                   lam: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """The per-seed record of one model (``lam`` overrides the method's λ); cached as JSON
-    under ``metrics/<model>-seed<s>-<fingerprint>.json``."""
-    weight = steps.method_lam(cfg, method) if lam is None else float(lam)
-    key = products.metrics_key(cfg, weight, seed)
-    tag = "zero_shot" if weight is None else f"lam{weight:g}"
-    path = Path(cfg.run_dir) / "metrics" / f"{tag}-seed{seed}-{key}.json"
-    if path.is_file():
-        return read_json(path)["record"]
-    record = evaluate(steps.embed(cfg, method, seed, lam=lam), score_settings(cfg), seed=seed)
-    write_json(path, {"method": method, "lam": weight, "seed": seed, "fingerprint": key,
-                      "embeddings": steps.embeddings_path(cfg, method, seed, lam).name,
-                      "record": record})  # fmt: skip
-    return record
-
-
-def seed_record(cfg: RunConfig, method: str, seed: int) -> dict[str, Any]:
-    """The evaluation of one (method, seed): :func:`evaluate_model` of its model."""
-    return evaluate_model(cfg, method, seed)
-
-
-def all_records(cfg: RunConfig) -> dict[str, list[dict[str, Any]]]:
-    """``{method: [record per seed]}`` for zero-shot, FLYP and CMA."""
-    return {m: [seed_record(cfg, m, s) for s in cfg.seeds] for m in METHODS}
+from cmakit.pipeline import products
+from cmakit.pipeline.config import RunConfig, method_lam
+from cmakit.pipeline.run_data import id_set_labels, ood_groups
+from cmakit.pipeline.stages.ablation import ablation_rows
+from cmakit.pipeline.stages.finetune import model_dir
+from cmakit.pipeline.stages.records import AUPR_ESTIMATOR, all_records, score_settings
 
 
 def fingerprints(cfg: RunConfig) -> dict[str, Any]:
@@ -69,7 +30,7 @@ def fingerprints(cfg: RunConfig) -> dict[str, Any]:
     for method in METHODS:
         for seed in cfg.seeds:
             out["metrics"][f"{method}-seed{seed}"] = products.metrics_key(
-                cfg, steps.method_lam(cfg, method), seed
+                cfg, method_lam(cfg, method), seed
             )
     out["ablation"] = {f"lam{lam:g}-seed{s}": products.metrics_key(cfg, float(lam), s)
                        for lam in cfg.ablation_lams for s in cfg.seeds[: cfg.ablation_seeds]}  # fmt: skip
@@ -140,7 +101,7 @@ def timings(cfg: RunConfig) -> dict[str, Any]:
     runs = {}
     for method in ("flyp", "cma"):
         for seed in cfg.seeds:
-            done = steps.model_dir(cfg, method, seed) / "result.json"
+            done = model_dir(cfg, method, seed) / "result.json"
             if done.is_file():
                 runs[f"{method}-seed{seed}"] = read_json(done)["wall_time_s"]
     if runs:
@@ -153,7 +114,7 @@ def build_run_summary(cfg: RunConfig, *, write: bool = True) -> dict[str, Any]:
     from cmakit.report.summary import build_summary, validate_summary
 
     summary = build_summary(
-        cfg.profile, cfg.seeds, all_records(cfg), steps.ablation_rows(cfg), timings(cfg),
+        cfg.profile, cfg.seeds, all_records(cfg), ablation_rows(cfg), timings(cfg),
         cfg.convention, groups=ood_groups(cfg), aupr_estimator=AUPR_ESTIMATOR,
         fpr_estimator=score_settings(cfg).fpr95_estimator, id_sets=id_set_labels(cfg),
     )  # fmt: skip

@@ -10,6 +10,7 @@ partially executed notebook.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import logging
@@ -20,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cmakit.common.config import ConfigError
 from cmakit.common.io import read_json, write_json, write_text
 from cmakit.common.progress import ENV_FILE
+from cmakit.common.strict_config import ConfigError
 from cmakit.pipeline.config import (
     PROFILE_NAMES,
     RunConfig,
@@ -32,6 +33,7 @@ from cmakit.pipeline.config import (
     with_absolute_paths,
 )
 from cmakit.pipeline.kernel import SharedKernel
+from cmakit.pipeline.lock import RunFolderBusy, run_folder_lock
 from cmakit.pipeline.relay import KERNEL_ARGS, ProgressRelay
 
 log = logging.getLogger("cmakit.pipeline")
@@ -211,7 +213,16 @@ def execute(
     Raises:
         SystemExit: when a notebook fails (after logging the cell's error and the notebook path).
     """
+    from cmakit.pipeline.products import damaged_products, discard
+
     run_dir = Path(cfg.run_dir)
+    damaged = damaged_products(run_dir)
+    for path, why in damaged:
+        discard(path, why)
+    if damaged and not rerun:
+        log.info("re-running the notebooks: %d damaged product(s) are recomputed, the rest reused",
+                 len(damaged))  # fmt: skip
+        rerun = True
     params = {"run_dir": cfg.run_dir, "profile": cfg.profile, "overrides": profile_overrides(cfg)}
     timings: dict[str, float] = {}
     env = {ENV_FILE: str(run_dir / PROGRESS_LOG)}
@@ -256,6 +267,9 @@ def _execute_one(
                 km=kern.manager(),
             )
     except papermill.PapermillExecutionError as err:
+        if err.ename == "OSError" and "[Errno 28]" in str(err.evalue):  # the kernel's writes
+            log.error("%s", interrupted_message(cfg, name, names, disk_full(run_dir)))
+            raise SystemExit(1) from None
         log.error(
             "notebook %s failed in cell %s: %s: %s\nPartially executed notebook: %s",
             name,
@@ -265,7 +279,13 @@ def _execute_one(
             out_nb,
         )
         raise SystemExit(1) from None
+    except OSError as err:  # the runner's own writes (the executed notebook) on a full disk
+        if err.errno != errno.ENOSPC:
+            raise
+        log.error("%s", interrupted_message(cfg, name, names, disk_full(run_dir)))
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
+        quiet_dead_kernel_reports()  # the kernel got Ctrl-C too; its death is no news
         log.error("%s", interrupted_message(cfg, name, names, "interrupted (Ctrl-C)"))
         raise SystemExit(130) from None
     except DeadKernelError:
@@ -277,6 +297,34 @@ def _execute_one(
     write_text(stamp, key)
     log.info("%s done in %.1f s", name, seconds)
     return seconds
+
+
+def disk_full(run_dir: Path) -> str:
+    """What stopped a run whose disk filled up, with the space left where it writes."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(run_dir).free / 2**20:,.0f} MB free there now"
+    except OSError:
+        free = "free space unknown"
+    return (f"the disk is full (no space left on device) while writing under {run_dir} ({free}); "
+            "free some space, or move the run with --out to another disk, then resume")  # fmt: skip
+
+
+class _DeadKernelFilter(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" report of nbclient's kernel-alive
+    poll, which fails with DeadKernelError once Ctrl-C has also stopped the kernel."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ != "DeadKernelError" and "DeadKernelError" not in str(record.msg)
+
+
+def quiet_dead_kernel_reports() -> None:
+    """Install :class:`_DeadKernelFilter` on asyncio's logger (once)."""
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _DeadKernelFilter) for f in logger.filters):
+        logger.addFilter(_DeadKernelFilter())
 
 
 def interrupted_message(cfg: RunConfig, name: str, names: list[str], what: str) -> str:
@@ -348,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides.setdefault("run_dir", str(PROJECT_ROOT / "runs" / args.profile))
         cfg = with_absolute_paths(resolve(overrides), caller_dir())
         names = notebooks_to_run(cfg, args.only)
-        from cmakit.pipeline.checks import check_run_inputs
+        from cmakit.pipeline.preflight import check_run_inputs
 
         check_run_inputs(cfg)
     except (ConfigError, FileNotFoundError, ValueError) as err:
@@ -361,6 +409,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_folder_lock(run_dir):
+            return _run(cfg, names, args)
+    except RunFolderBusy as err:
+        log.error("%s", err)
+        return 2
+
+
+def _run(cfg: RunConfig, names: list[str], args: argparse.Namespace) -> int:
+    """Run the notebooks ``names`` of ``cfg`` in its (locked) run folder."""
+    run_dir = Path(cfg.run_dir)
     report_config_change(run_dir / "config.json", cfg)
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), **provenance()})
     start = time.perf_counter()

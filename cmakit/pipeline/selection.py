@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from cmakit.common.config import to_dict
 from cmakit.common.io import fingerprint, read_json, write_json
+from cmakit.common.strict_config import to_dict
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import evaluate
 from cmakit.pipeline import products, steps
-from cmakit.pipeline.config import RunConfig, resolve
+from cmakit.pipeline.config import RunConfig, model_lam, resolve
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,8 @@ def validation_bundle(cfg: RunConfig, method: str, seed: int, *,
         ValueError: if the benchmark has no validation split or validation OoD sets.
     """
     from cmakit.engine.embed import EmbeddingCache
-    from cmakit.engine.negatives import negative_prompts
 
-    bench = steps.benchmark(cfg, seed)
+    bench = steps.run_data(cfg, seed)
     if bench.id_val is None or not bench.val_ood:
         raise ValueError(f"The benchmark {bench.name!r} has no validation split or validation "
                          "OoD sets; selection needs both (the embedded world has them).")  # fmt: skip
@@ -122,8 +121,7 @@ def validation_bundle(cfg: RunConfig, method: str, seed: int, *,
     return EmbeddingBundle(
         id_images=enc.embeddings, id_labels=enc.labels,
         id_texts=cache.texts(model, tokenizer, prompts, **opts),
-        neg_texts=cache.texts(model, tokenizer, negative_prompts(steps.negative_labels(cfg)),
-                              **opts),
+        neg_texts=cache.texts(model, tokenizer, steps.negative_prompts(cfg), **opts),
         logit_scale=float(model.logit_scale.detach().exp()), ood=ood,
     )  # fmt: skip
 
@@ -137,16 +135,14 @@ def validation_record(cfg: RunConfig, method: str, seed: int, *,
         ``neglabel_val_auroc`` the mean of the near and far validation groups' AUROC; cached
         as ``metrics/validation/<model>-seed<s>-<fingerprint>.json``.
     """
-    from cmakit.pipeline.results import score_settings
-
-    weight = steps.method_lam(cfg, method) if lam is None else float(lam)
+    weight = model_lam(cfg, method, lam)
     key = fingerprint("validation", products.metrics_key(cfg, weight, seed))
     tag = "zero_shot" if weight is None else f"lam{weight:g}"
     path = Path(cfg.run_dir) / "metrics" / "validation" / f"{tag}-seed{seed}-{key}.json"
     if path.is_file():
         return read_json(path)
-    bench_groups = steps.benchmark(cfg, seed).val_groups
-    settings = dataclasses.replace(score_settings(cfg), groups=bench_groups,
+    bench_groups = steps.run_data(cfg, seed).val_groups
+    settings = dataclasses.replace(steps.score_settings(cfg), groups=bench_groups,
                                    scores=("mcm", "neglabel"))  # fmt: skip
     rec = evaluate(validation_bundle(cfg, method, seed, lam=lam), settings, seed=seed)
     neg = rec["ood"]["neglabel"]

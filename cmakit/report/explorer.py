@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from cmakit.common.io import atomic_path
+from cmakit.core.scores import score_label
 
 #: Views of the scatter, in the order of the page's view buttons.
 VIEWS: tuple[str, ...] = ("joint PCA", "gap direction")
-#: Scores shown on hover, as ``(column, label)``.
-SCORES: tuple[tuple[str, str], ...] = (("mcm", "MCM"), ("neglabel", "NegLabel"))
+#: Scores shown on hover (registered names; labels from :data:`cmakit.core.scores.SCORE_LABELS`).
+SCORES: tuple[str, ...] = ("mcm", "neglabel")
 #: Okabe-Ito colour-blind-safe palette: ID images, ID prompts, negative labels, then OoD sets.
 PALETTE = {"id": "#0072B2", "prompt": "#D55E00", "neg": "#CC79A7"}
 OOD_COLORS = ("#E69F00", "#009E73", "#56B4E9", "#000000", "#F0E442", "#999999")
@@ -117,14 +118,14 @@ def _source_data(g: Group, models: Sequence[ModelPoints], alphas: Sequence[float
                 xy = np.asarray(m.coords[view][g.name][ai], dtype=np.float32)
                 data[f"x_{mi}_{vi}_{ai}"], data[f"y_{mi}_{vi}_{ai}"] = xy[:, 0], xy[:, 1]
         if g.is_image:
-            for col, _ in SCORES:
+            for col in SCORES:
                 for ai in range(len(alphas)):
                     data[f"{col}_{mi}_{ai}"] = np.asarray(m.scores[col][g.name][ai], np.float32)
             data[f"nid_{mi}"] = [p for p, _ in m.nearest[g.name]]
             data[f"nneg_{mi}"] = [n for _, n in m.nearest[g.name]]
     data["x"], data["y"] = data[f"x_0_0_{a0}"].copy(), data[f"y_0_0_{a0}"].copy()
     if g.is_image:
-        for col, _ in SCORES:
+        for col in SCORES:
             data[col] = data[f"{col}_0_{a0}"].copy()
         data["near_id"], data["near_neg"] = list(data["nid_0"]), list(data["nneg_0"])
         if g.thumbnails is not None:
@@ -289,8 +290,8 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
     details = Div(text="<i>Tap an image to list its nearest ID prompts and negative labels.</i>",
                   width=900)  # fmt: skip
     args = {"sources": sources, "model": model, "view": view, "slider": slider,
-            "alphas": alphas, "details": details, "scores": [c for c, _ in SCORES],
-            "labels": [lab for _, lab in SCORES]}  # fmt: skip
+            "alphas": alphas, "details": details, "scores": list(SCORES),
+            "labels": [score_label(c) for c in SCORES]}  # fmt: skip
     update = CustomJS(args=args, code=_UPDATE_JS)
     model.js_on_change("value", update)
     view.js_on_change("active", update)

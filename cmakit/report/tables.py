@@ -4,7 +4,7 @@ Tables are pandas DataFrames of display strings: our numbers in percent as ``"me
 over seeds, one row per ``METHOD_SCORE`` (``CMA_NegLabel``, as in the paper's CSVs), columns
 ``<set>_<metric>`` then group means (``near_*``, ``far_*``) and the ``average_*`` over all sets.
 :func:`paper_layout_table` fills the paper's Table 1 / 2 columns with the same data sets of ours
-(:data:`cmakit.report.paper.PAPER_SET_BLOCKS`); :func:`paper_beside` appends the paper's rows in
+(:data:`cmakit.report.paper_reference.PAPER_SET_BLOCKS`); :func:`paper_beside` appends the paper's rows in
 a separately labelled ``source`` block, sharing columns with ours only when both hold the same
 data sets and quantities (else the paper's columns are prefixed ``paper_``);
 :func:`paper_comparison` does both for one of the paper's tables, with a caption.
@@ -22,18 +22,10 @@ import pandas as pd
 
 from cmakit.common.constants import METHOD_LABELS
 from cmakit.core.metrics import fpr95_estimator
-from cmakit.report.paper import PAPER_SET_BLOCKS, PAPER_SOURCE, PAPER_TABLES, paper_table
+from cmakit.core.scores import SCORE_LABELS
+from cmakit.report.paper_reference import PAPER_SET_BLOCKS, PAPER_SOURCE, PAPER_TABLES, paper_table
 from cmakit.report.summary import OOD_METRICS
 
-SCORE_LABELS = {
-    "mcm": "MCM",
-    "neglabel": "NegLabel",
-    "neglabel_grouped": "NegLabel-grouped",
-    "csp": "CSP",
-    "msp": "MSP",
-    "energy": "Energy",
-    "max_logit": "MaxLogit",
-}
 OURS_LABEL = "ours (embedded world)"
 OURS_PAPER_PROFILE_LABEL = "ours (ImageNet-1k, ViT-B/16)"
 PAPER_LABEL = "paper (ImageNet-1k, ViT-B/16)"
@@ -184,7 +176,7 @@ def paper_layout_table(
     """Our numbers in the columns of the paper's Table 1 (MOS) or Table 2 (OpenOOD v1.5).
 
     Each paper column is filled by the same data set of ours, through the one mapping
-    :data:`cmakit.report.paper.PAPER_SET_BLOCKS` (Table 1's ``inaturalist_*`` holds our
+    :data:`cmakit.report.paper_reference.PAPER_SET_BLOCKS` (Table 1's ``inaturalist_*`` holds our
     ``mos_inaturalist``, its ``average_*`` the MOS mean; Table 2's ``near_*`` the mean of
     ``ssb_hard`` and ``ninco``), never by a name that merely matches.
 
@@ -358,7 +350,7 @@ def paper_beside(
     Args:
         ours: A table from this module (``method`` column plus value columns).
         table_name: ``"table1_mos"``, ``"table2_openood_v15"``, ``"table3_id_accuracy"`` or
-            ``"table4_geometry"`` (see :func:`cmakit.report.paper.paper_table`).
+            ``"table4_geometry"`` (see :func:`cmakit.report.paper_reference.paper_table`).
         ours_label: Label of our block (default: ``"ours (ImageNet-1k, ViT-B/16)"`` when
             ``ours.attrs["profile"] == "paper"``, else ``"ours (embedded world)"``).
         digits: Decimals of the paper's numbers (as printed in the paper: 2, Table 4: 3).

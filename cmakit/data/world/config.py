@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cmakit.common.config import ConfigError, from_dict, to_dict
+from cmakit.common.strict_config import ConfigError, from_dict, to_dict
 from cmakit.data.world.concepts import FAMILIES, MARKINGS, SPECIES, anatomy, concept_family, species
 
 # Default concept assignment. ID: geometric shapes. Near-OoD: other geometric shapes that look

@@ -11,6 +11,8 @@ import importlib.resources
 
 import pandas as pd
 
+from cmakit.common.constants import PAPER_OOD_GROUPS
+
 __all__ = ["PAPER_SET_BLOCKS", "PAPER_SOURCE", "PAPER_TABLES", "paper_table"]
 
 PAPER_SOURCE = (
@@ -27,10 +29,9 @@ PAPER_TABLES = {
 }
 
 
-_MOS = ("mos_inaturalist", "mos_sun", "mos_places", "mos_textures")
-_NEAR, _FAR = ("ssb_hard", "ninco"), ("inaturalist", "textures", "openimage_o")
+_MOS, _NEAR, _FAR = (PAPER_OOD_GROUPS[g] for g in ("mos", "near", "far"))
 #: The one mapping from the paper's OoD columns to our OoD set keys (the paper profile's sets,
-#: ``cmakit.pipeline.benchmark.PAPER_GROUPS``): per table, in the paper's column order, each
+#: ``cmakit.common.constants.PAPER_OOD_GROUPS``): per table, in the paper's column order, each
 #: column stem (``inaturalist`` of ``inaturalist_fpr95``) -> the sets of ours whose per-seed
 #: mean fills it. Table 1's ``inaturalist`` is MOS's iNaturalist (``mos_inaturalist``), Table
 #: 2's is OpenOOD's (``inaturalist``); ``average`` is the MOS mean, ``near``/``far`` OpenOOD's.

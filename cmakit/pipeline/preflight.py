@@ -46,6 +46,8 @@ def check_run_inputs(cfg: RunConfig) -> None:
         )
     log.info("fine-tuning: %s", check_batch_split(cfg))
     problems = run_dir_problems(Path(cfg.run_dir))
+    if cfg.embedded:  # the tiny CLIP and the worlds are cached (the paper path caches nothing)
+        problems += cache_problems(cfg)
     try:
         for line in negatives_plan(cfg):
             log.info("%s", line)
@@ -63,17 +65,32 @@ def check_run_inputs(cfg: RunConfig) -> None:
 
 def run_dir_problems(run_dir: Path) -> list[str]:
     """Try to write a file in ``run_dir`` (or in its nearest existing parent, creating nothing)."""
-    probe = run_dir
+    return folder_problems(run_dir, "run folder", "choose another --out")
+
+
+def cache_problems(cfg: RunConfig) -> list[str]:
+    """Try to write a file in the cache folder that pretrained models and worlds go to."""
+    from cmakit.common.io import CACHE_ENV, cache_root
+
+    folder = cache_root(cfg.cache_dir or None)
+    how = "--set cache_dir=DIR" if cfg.cache_dir else f"{CACHE_ENV}=DIR (or --set cache_dir=DIR)"
+    return folder_problems(folder, "cache folder", f"point {how} at a writable folder")
+
+
+def folder_problems(folder: Path, what: str, fix: str) -> list[str]:
+    """Try to write a file in ``folder`` (or in its nearest existing parent, creating nothing);
+    one line naming the folder and ``fix`` when it cannot be written."""
+    probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        return [f"run folder {run_dir}: {probe} is a file, not a folder; choose another --out."]
+        return [f"{what} {folder}: {probe} is a file, not a folder; {fix}."]
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as err:
-        return [f"run folder {run_dir} cannot be written ({probe}: {err.strerror or err}); "
-                "choose another --out or fix the folder's permissions."]  # fmt: skip
+        return [f"{what} {folder} cannot be written ({probe}: {err.strerror or err}); "
+                f"{fix}, or fix the folder's permissions."]  # fmt: skip
     return []
 
 

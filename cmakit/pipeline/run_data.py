@@ -18,19 +18,23 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from cmakit.common.io import atomic_path, cache_root, fingerprint, read_json, write_json
+from cmakit.common.constants import MOS_SET_NAMES, PAPER_OOD_GROUPS
+from cmakit.common.io import (
+    atomic_path,
+    cache_root,
+    fingerprint,
+    read_json,
+    tag_cache,
+    write_json,
+)
 from cmakit.data.csp import csp_pool
 from cmakit.models.transforms import paper_transform_key
 from cmakit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-#: OpenOOD v1.5's ImageNet groups and the MOS sets (PAPER.md §7).
-PAPER_GROUPS: dict[str, list[str]] = {
-    "near": ["ssb_hard", "ninco"],
-    "far": ["inaturalist", "textures", "openimage_o"],
-    "mos": ["mos_inaturalist", "mos_sun", "mos_places", "mos_textures"],
-}
+#: OpenOOD v1.5's ImageNet groups and the MOS sets (PAPER.md §7), as lists.
+PAPER_GROUPS: dict[str, list[str]] = {k: list(v) for k, v in PAPER_OOD_GROUPS.items()}
 #: The ID subset each paper group is measured against: OpenOOD v1.5's near/far against its own
 #: ID list (``test_imagenet.txt``), as its evaluator does; MOS against the full ImageNet-1k val.
 PAPER_ID_SUBSETS: dict[str, str] = {"near": "openood_imagenet", "far": "openood_imagenet"}
@@ -125,7 +129,7 @@ def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | Non
     from cmakit.data.world import build_world, world_config
 
     wcfg = world_config(cfg.world, **({} if seed is None else {"split_seed": seed}))
-    folder = cache_root(cache_dir or (cfg.cache_dir or None)) / "worlds"
+    folder = tag_cache(cache_root(cache_dir or (cfg.cache_dir or None))) / "worlds"
     path = folder / f"{fingerprint(wcfg.cache_key())}.pt"
     if path.is_file():
         return torch.load(path, weights_only=False)
@@ -159,6 +163,19 @@ def first_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
         idx = (labels == k).nonzero().squeeze(1)
         rank[idx] = torch.arange(len(idx))
     return (rank < n).nonzero().squeeze(1)
+
+
+def run_data(cfg: RunConfig, seed: int, preprocess: Callable | None = None) -> Benchmark:
+    """The run's :class:`Benchmark` for ``seed``: the embedded world's samples drawn with it,
+    or the paper's folders (read with ``preprocess``; default: the paper's test transform)."""
+    if cfg.embedded:
+        return embedded_benchmark(cfg, seed)
+    if preprocess is None:
+        from cmakit.models.factory import model_image_size
+        from cmakit.models.transforms import paper_transform
+
+        preprocess = paper_transform(model_image_size(cfg.model), train=False)
+    return paper_benchmark(cfg, preprocess)
 
 
 def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
@@ -228,8 +245,8 @@ def paper_benchmark(cfg: RunConfig, preprocess: Callable) -> Benchmark:
     ood: dict[str, Dataset] = {}
     for name in PAPER_GROUPS["near"] + PAPER_GROUPS["far"]:
         ood[name] = data.openood_dataset(name, roots["openood"], transform=preprocess)
-    for name, folder in zip(PAPER_GROUPS["mos"], data.MOS_SETS, strict=True):
-        ood[name] = data.mos_dataset(folder, roots["mos"], transform=preprocess)
+    for name in PAPER_GROUPS["mos"]:
+        ood[name] = data.mos_dataset(MOS_SET_NAMES[name], roots["mos"], transform=preprocess)
     return Benchmark(
         name="imagenet1k",
         classnames=list(classnames),

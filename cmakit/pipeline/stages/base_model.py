@@ -1,0 +1,40 @@
+"""Stage 1, the zero-shot model: the tiny CLIP pretrained on the world, or the paper's weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cmakit.common.io import read_jsonl
+from cmakit.pipeline.config import RunConfig
+from cmakit.pipeline.run_data import load_world, record_time
+
+
+def base_model(cfg: RunConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The zero-shot model: the tiny CLIP pretrained on the world (cached), or the paper's weights.
+
+    Returns:
+        ``(model, tokenizer, info)``; ``info["weights"]`` is the file the weights came from.
+    """
+    if cfg.embedded:
+        from cmakit.data.world import world_config
+        from cmakit.engine.pretrain import pretrain_clip, pretrain_config
+
+        pcfg = pretrain_config(cfg.world, model=cfg.model)
+        model, tokenizer, info = pretrain_clip(
+            world_config(cfg.world), pcfg, cache_dir=cfg.cache_dir or None,
+            world=lambda: load_world(cfg),  # split seed 0's cached world, read only to pretrain
+        )  # fmt: skip
+        record_time(cfg, "pretrain_s", info["train_s"])  # as measured when it was trained
+        return model, tokenizer, {**info, "weights": str(Path(info["path"]) / "model.pt")}
+    from cmakit.models.factory import load_clip
+
+    model, _, tokenizer = load_clip(cfg.model, pretrained=cfg.pretrained or None, device="cpu")
+    return model, tokenizer, {"weights": cfg.pretrained}
+
+
+def pretrain_history(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-step history of the tiny CLIP's pretraining (kept beside the cached weights)."""
+    return read_jsonl(Path(info["path"]) / "history.jsonl")
