@@ -40,6 +40,7 @@ def _torchrun(out_dir: Path, params: dict, mode: str = "train", nproc: int = 2) 
     cmd += [str(HERE / "_ddp_worker.py"), str(out_dir), json.dumps(params), mode]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "terminate called" not in done.stderr, done.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -103,6 +104,15 @@ def test_embedding_cache_shards_over_ranks(tmp_path):
     with np.load(written) as merged:
         np.testing.assert_array_equal(merged["labels"], np.arange(37))
         np.testing.assert_allclose(merged["embeddings"], one.embeddings, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_every_rank_tears_its_process_group_down_before_exit(tmp_path):
+    """A worker that never calls cleanup() itself (the grads worker) still exits cleanly: the
+    process group is destroyed at exit, after a barrier, so no rank aborts ("terminate called
+    without an active exception") while its communication threads are still running."""
+    for attempt in range(6):
+        _torchrun(tmp_path / str(attempt), {**PARAMS, "grad_accum_steps": 2}, mode="grads")
 
 
 def test_single_process_helpers_are_identity():

@@ -15,6 +15,7 @@ the update of one process holding the whole global batch. Parameters used direct
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime
 import logging
@@ -100,6 +101,7 @@ def init_distributed(device: str = "auto", *, timeout_min: float = 30.0) -> Dist
     if not dist.is_initialized():
         backend = "nccl" if dev.startswith("cuda") else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
+        atexit.register(cleanup)  # before interpreter teardown, while its threads can be joined
         log.info("process group %s: rank %d of %d", backend, dist.get_rank(), world)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev)
 
@@ -190,7 +192,26 @@ def all_reduce_sum(value: float | int, device: str = "cpu") -> float:
     return float(t.item())
 
 
+#: How long a rank waits at exit for the others before it tears its process group down anyway.
+EXIT_BARRIER_S = 60.0
+
+
 def cleanup() -> None:
-    """Destroy the process group if this module's caller started one."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Wait for every rank, then destroy the process group (a no-op without one).
+
+    :func:`init_distributed` registers this to run at exit. Left to the interpreter's teardown, a
+    process group's communication threads can still be running when their C++ objects are
+    destroyed, and the process aborts ("terminate called without an active exception") after
+    its work has finished; a rank that leaves while another still talks to it does the same. The
+    barrier is bounded: a rank whose peer died does not wait longer than ``EXIT_BARRIER_S``.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=EXIT_BARRIER_S))
+        else:
+            dist.barrier()
+    except RuntimeError as err:  # a peer is gone: nothing left to wait for
+        log.warning("leaving without the other ranks: %s", err)
+    dist.destroy_process_group()
