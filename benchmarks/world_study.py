@@ -9,7 +9,9 @@ labels (``neg_fraction``), their part of speech (``neg_kind``), the model's capa
 of the world's vocabulary (``world``: the 133-word shape world against the species world with
 its 192 species words; each pretrains its own model), and the ID task (``id_task``: ID species
 striped and dotted, as in the profile, against plain and striped, so that no marking is shared
-by every ID class; same pretrained model and test OoD sets). Each cell fine-tunes with the pipeline's own
+by every ID class; same pretrained model and test OoD sets), and which tower fine-tuning moves
+(``tower``: both, as the paper does, the image tower only or the text tower only: whether
+NegLabel's change comes from the image features or from the text tower's drift). Each cell fine-tunes with the pipeline's own
 ``steps.finetune``, embeds with ``steps.embed`` and scores with ``cmakit.engine.evaluate``, so
 the study measures what the kit measures. Test sets are only *reported* here; no choice is
 made from them.
@@ -59,6 +61,7 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "model": ["cmakit-tiny", "cmakit-tiny-rn"],
         "world": ["shapes", "cpu"],
         "id_task": list(ID_TASKS["cpu"]),
+        "tower": ["both", "image", "text"],
     },
     "smoke": {
         "lr": [1e-3, 3e-3],
@@ -70,10 +73,11 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "model": ["cmakit-micro"],
         "world": ["smoke"],
         "id_task": list(ID_TASKS["smoke"]),
+        "tower": ["both", "image", "text"],
     },
 }
 DEFAULT_FACTORS = ("lam", "neg_fraction", "neg_kind", "lr", "epochs", "data", "model", "world",
-                   "id_task")  # fmt: skip
+                   "id_task", "tower")  # fmt: skip
 #: Columns of every table: (key, header); metrics are percent except the gap.
 COLUMNS = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
            ("neglabel_near_fpr95", "NL near FPR95"), ("neglabel_near_auroc", "NL near AUROC"),
@@ -107,7 +111,7 @@ def _record(cfg: RunConfig, method: str, seed: int, lam: float | None, kind: str
 def _variant(base: RunConfig, factor: str, level: Any, base_steps: int) -> RunConfig:
     """The configuration of one level (``lam`` and ``neg_kind`` keep ``base``)."""
     field = {"lr": "finetune_lr", "epochs": "finetune_epochs", "neg_fraction": "neg_fraction",
-             "model": "model", "world": "world"}.get(factor)  # fmt: skip
+             "model": "model", "world": "world", "tower": "finetune_towers"}.get(factor)  # fmt: skip
     if field:
         return dataclasses.replace(base, **{field: level})
     if factor == "id_task":

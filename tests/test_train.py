@@ -219,3 +219,26 @@ def test_gpu_benchmark_smoke_runs_on_cpu(tmp_path):
     result = json.loads(out.read_text())
     assert len(result["variants"]) == 4 and result["train_gflops_per_pair"] > 0
     assert {"images_per_s_bf16", "texts_per_s_fp32"} <= set(result["embedding"])
+
+
+@pytest.mark.parametrize("towers", ["image", "text"])
+def test_one_tower_fine_tuning_leaves_the_other_untouched(tmp_path, towers):
+    """The study's tower factor: only the chosen tower (and the logit scale) moves."""
+    from cmakit.engine.trainer import tower_of
+
+    model = tiny_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = TrainConfig(lam=0.1, lr=1e-2, warmup_steps=0, epochs=1, batch_size=16, num_workers=0,
+                      progress=False, device="cpu", towers=towers, weight_decay=0.1)  # fmt: skip
+    train(model, tiny_pairs(32), cfg, out_dir=tmp_path)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    kept = {n for n in before if tower_of(n) == ("text" if towers == "image" else "image")}
+    assert kept and not (moved & kept)  # the frozen tower: no step, no weight decay
+    assert {tower_of(n) for n in moved} == {towers, "shared"}  # its own tower and the scale
+
+
+def test_towers_must_be_one_of_three():
+    with pytest.raises(
+        ValueError, match=r"towers='vision'; choose one of \['both', 'image', 'text'\]"
+    ):
+        TrainConfig(towers="vision")

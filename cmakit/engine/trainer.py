@@ -97,6 +97,9 @@ class TrainConfig:
         log_every: Optimizer steps between log lines / progress-bar updates.
         progress: Show a tqdm progress bar on rank 0.
         device: "auto", "cpu", "cuda"; under torchrun each process uses cuda:LOCAL_RANK.
+        towers: Which towers fine-tuning moves: "both" (the paper), "image" or "text"; the
+            other tower is frozen (no gradient, no weight decay, batch-norm statistics kept).
+            The logit scale trains in every case.
     """
 
     lam: float = 0.001
@@ -119,6 +122,7 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     device: str = "auto"
+    towers: Literal["both", "image", "text"] = "both"
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -162,6 +166,45 @@ class TrainConfig:
         need(self.keep_checkpoints >= 0, "keep_checkpoints must be >= 0 (0 = keep all).")
         need(self.num_workers >= 0, f"num_workers={self.num_workers} must be >= 0.")
         need(self.log_every >= 1, f"log_every={self.log_every} must be >= 1.")
+        need(self.towers in TOWERS, f"towers={self.towers!r}; choose one of {list(TOWERS)}.")
+
+
+#: Which parameters each choice of ``TrainConfig.towers`` trains.
+TOWERS = ("both", "image", "text")
+#: Parameters of neither tower: they train whatever the towers.
+SHARED_PARAMETERS = ("logit_scale", "logit_bias")
+
+
+def tower_of(name: str) -> str:
+    """``"image"``, ``"text"`` or ``"shared"``: the tower an open_clip CLIP parameter belongs to
+    (``visual.*`` is the image tower; the logit scale and bias are shared; the rest is text)."""
+    if name in SHARED_PARAMETERS:
+        return "shared"
+    return "image" if name.startswith("visual.") else "text"
+
+
+def freeze_towers(model: torch.nn.Module, towers: str) -> int:
+    """Freeze the tower that ``towers`` leaves out: no gradient, and (image tower) batch-norm
+    statistics kept by eval mode. Returns the number of parameters that still train.
+
+    Raises:
+        ValueError: ``towers`` is not one of :data:`TOWERS`, or the model has no ``visual``
+            tower to tell the two apart.
+    """
+    if towers not in TOWERS:
+        raise ValueError(f"towers={towers!r}; choose one of {list(TOWERS)}.")
+    if towers != "both":
+        named = dict(model.named_parameters())
+        if not any(tower_of(n) == "image" for n in named):
+            raise ValueError(f"towers={towers!r} needs an open_clip CLIP (a `visual` tower); "
+                             f"{type(model).__name__} has none.")  # fmt: skip
+        frozen = "text" if towers == "image" else "image"
+        for name, param in named.items():
+            if tower_of(name) == frozen:
+                param.requires_grad_(False)
+        if frozen == "image":
+            model.visual.eval()
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,9 +276,8 @@ class _Stepper:
         self.loss_fn = CMALoss(cfg.lam)
         dev_type = torch.device(device).type
         fused = {"fused": True} if dev_type in ("cpu", "cuda") else {}  # one kernel, ~4x faster
-        self.opt = torch.optim.AdamW(
-            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused
-        )
+        trainable = [p for p in model.parameters() if p.requires_grad]  # a frozen tower: none
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, cfg.warmup_steps, total_steps)
         )
@@ -373,6 +415,7 @@ def train(
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     torch.manual_seed(cfg.seed)
     model.to(info.device)
+    freeze_towers(model, cfg.towers)
     if cfg.grad_checkpointing:
         if not hasattr(model, "set_grad_checkpointing"):
             raise ValueError(f"{type(model).__name__} has no set_grad_checkpointing(); "

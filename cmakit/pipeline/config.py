@@ -49,6 +49,7 @@ class RunConfig:
     finetune_batch_size: int  # global batch (pairs)
     finetune_lr: float  # AdamW peak learning rate (cosine schedule to 0)
     finetune_warmup_steps: int  # linear warm-up steps
+    finetune_towers: str  # towers fine-tuning moves: "both" (the paper) | "image" | "text"
     train_per_class: int  # embedded world: ID training images per class used (0 = all)
     weight_decay: float  # AdamW weight decay, on all parameters
     precision: str  # "fp32" | "bf16"
@@ -92,6 +93,10 @@ class RunConfig:
         if self.convention not in CONVENTIONS:
             raise ConfigError(
                 f"convention={self.convention!r} is not known; choose 'id_positive' or 'ood_positive'."
+            )
+        if self.finetune_towers not in ("both", "image", "text"):
+            raise ConfigError(
+                f"finetune_towers={self.finetune_towers!r} must be 'both', 'image' or 'text'."
             )
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision={self.precision!r} must be 'fp32' or 'bf16'.")
@@ -158,6 +163,7 @@ _COMMON: dict[str, Any] = {
     "openood_root": "",
     "weight_decay": 0.1,
     "precision": "fp32",
+    "finetune_towers": "both",
     "train_prompt": TRAIN_PROMPT,
     "test_prompt": TEST_PROMPT,
     "neg_fraction": 0.15,  # NegLabel: 15% of nouns and of adjectives

@@ -39,6 +39,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "finetune_batch_size",
         "finetune_lr",
         "finetune_warmup_steps",
+        "finetune_towers",
         "train_per_class",
         "weight_decay",
         "precision",

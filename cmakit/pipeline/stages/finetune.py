@@ -91,7 +91,7 @@ def train_config(cfg: RunConfig, lam: float, seed: int) -> TrainConfig:
         grad_checkpointing=cfg.grad_checkpointing, precision=cfg.precision, seed=seed,
         device=cfg.device, num_workers=cfg.num_workers,
         log_every=max(1, cfg.finetune_max_steps // 10 or 10),
-        keep_checkpoints=KEEP_CHECKPOINTS,
+        keep_checkpoints=KEEP_CHECKPOINTS, towers=cfg.finetune_towers,
     )  # fmt: skip
 
 
