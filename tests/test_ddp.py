@@ -111,8 +111,10 @@ def test_every_rank_tears_its_process_group_down_before_exit(tmp_path):
     """A worker that never calls cleanup() itself (the grads worker) still exits cleanly: the
     process group is destroyed at exit, after a barrier, so no rank aborts ("terminate called
     without an active exception") while its communication threads are still running."""
-    for attempt in range(6):
-        _torchrun(tmp_path / str(attempt), {**PARAMS, "grad_accum_steps": 2}, mode="grads")
+    for attempt in range(4):
+        (out := tmp_path / str(attempt)).mkdir()
+        _torchrun(out, {**PARAMS, "grad_accum_steps": 2}, mode="grads")
+        assert (out / "grads.pt").is_file()
 
 
 def test_single_process_helpers_are_identity():
