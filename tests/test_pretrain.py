@@ -100,6 +100,13 @@ def test_zero_shot_report(first, world, tmp_path):
     assert summary["negative_labels"]["count"] > 0
     assert not any("circle" in p for p in summary["negative_labels"]["prompts"])
     assert (tmp_path / "zero_shot.png").stat().st_size > 0
+    rows = {r["name"]: r for r in saved["geometry_targets"]}
+    assert rows["logit_scale"]["measured"] == pytest.approx(summary["logit_scale"])
+    assert rows["modality_gap"]["measured"] == pytest.approx(
+        summary["modality_gap"]["id_test_vs_prompts"]
+    )
+    assert rows["negative_labels"]["measured"] == summary["negative_labels"]["count"]
+    assert rows["flyp_id_accuracy"]["met"] is None  # the report fine-tunes nothing
 
 
 def test_image_size_mismatch(cache):

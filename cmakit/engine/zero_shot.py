@@ -12,10 +12,15 @@ Definitions used (and written into the summary):
 - Scores: MCM and NegLabel (one group) through :func:`cmakit.engine.evaluate.ood_results`, with
   the run's temperatures and convention (default: T = 1, tau = 0.01, ID positive as the paper);
   AUPR by trapezoid.
+- Geometry targets (:data:`cmakit.core.geometry.GEOMETRY_TARGETS`, docs/world_design.md):
+  measured here on the ID test split, the test OoD images (which join "all images") and the
+  mined negative labels; FLYP's accuracy is not measured by this report (its row says None).
+  The recipe is chosen on validation data by benchmarks/world_geometry.py, not from this report.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,8 @@ from cmakit.data.world.config import OOD_GROUPS
 from cmakit.engine import embed
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import ScoreSettings, ood_results
+
+log = logging.getLogger(__name__)
 
 
 def encode_images(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -107,6 +114,29 @@ def _gaps(model, tokenizer, world: World, test_img, test_prompts, n_pairs: int) 
     }
 
 
+def target_rows(img: dict[str, torch.Tensor], labels: torch.Tensor, id_text: torch.Tensor,
+                neg_text: torch.Tensor, *, logit_scale: float, id_accuracy: float,
+                ood_sets=OOD_SETS) -> list[dict]:  # fmt: skip
+    """The geometry targets (:func:`cmakit.core.geometry.geometry_targets`) of one model: ID
+    images ``img["test"]`` with ``labels``, the OoD images of ``ood_sets`` in "all images", and
+    the ID prompts and negative labels as the texts."""
+    from cmakit.core.geometry import geometry_measures, geometry_targets
+
+    ood = torch.cat([img[name] for name in ood_sets])
+    measured = geometry_measures(img["test"], labels.numpy(), id_text, neg_text, ood_image_emb=ood)
+    return geometry_targets({**measured, "logit_scale": logit_scale, "id_accuracy": id_accuracy})
+
+
+def format_targets(rows: list[dict]) -> str:
+    """The rows of :func:`target_rows` as aligned text lines (name, target, measured, met)."""
+    lines = []
+    for r in rows:
+        value = "-" if r["measured"] is None else f"{r['measured']:.4g}"
+        met = {True: "met", False: "MISSED", None: "not measured"}[r["met"]]
+        lines.append(f"{r['name']:<27} {r['target']:<22} {value:>8}  {met}")
+    return "\n".join(lines)
+
+
 def _group_means(table: dict) -> dict:
     out = {}
     for group, sets in OOD_GROUPS.items():
@@ -164,6 +194,8 @@ def zero_shot_report(
     scale = float(model.logit_scale.detach().exp())
     table = _ood_table(img, id_text, neg_text, labels, scale, settings)
     gaps = _gaps(model, tokenizer, world, img["test"], id_text[labels], n_gap_pairs)
+    targets = target_rows(img, labels, id_text, neg_text, logit_scale=scale, id_accuracy=acc)
+    log.info("geometry targets (ID test split):\n%s", format_targets(targets))
     summary: dict[str, Any] = {
         "definitions": __doc__.split("Definitions used (and written into the summary):")[1].strip(),
         "world": to_dict(world.config),
@@ -185,6 +217,7 @@ def zero_shot_report(
         },
         "ood": table,
         "means": _group_means(table),
+        "geometry_targets": targets,
         "pretrain": {k: v for k, v in (pretrain_info or {}).items() if k != "model_config"},
         "timings": {
             **(timings or {}),
