@@ -121,6 +121,8 @@ def test_image_size_mismatch(cache):
         ({"steps": 0}, "steps=0 must be at least 1"),
         ({"batch_size": 1}, "batch_size=1 must be >= 2"),
         ({"lr": 0.0}, "lr and max_logit_scale must be > 0"),
+        ({"init_logit_scale": 0.0}, r"init_logit_scale=0.0 must be in \(0, max_logit_scale"),
+        ({"init_logit_scale": 101.0}, "max_logit_scale=100.0"),
     ],
 )
 def test_bad_pretrain_config(params, message):
@@ -146,3 +148,50 @@ def test_command_line(first, cache, tmp_path):
     assert {"zero_shot.json", "zero_shot.png", "world_samples.png"} <= names
     timings = json.loads((tmp_path / "zero_shot.json").read_text())["timings"]
     assert timings["pretrain_loaded_from_cache"] and timings["world_s"] > 0
+
+
+def test_init_logit_scale_starts_the_model_there_and_keys_the_cache():
+    from cmakit.engine.pretrain import _new_model
+
+    cold = pretrain_config("smoke", init_logit_scale=100.0)
+    assert float(_new_model(cold)[0].logit_scale.detach().exp()) == pytest.approx(100.0)
+    warm = float(_new_model(pretrain_config("smoke"))[0].logit_scale.detach().exp())
+    assert warm == pytest.approx(1 / 0.07)  # open_clip's own initial temperature
+    # None is left out of the key (older recipes keep theirs); a value is part of it
+    assert "init_logit_scale" not in pretrain_config("smoke", init_logit_scale=None).cache_key()
+    assert cold.cache_key()["init_logit_scale"] == 100.0
+
+
+def test_flyp_recipe_is_the_cpu_runs():
+    from cmakit.engine.zero_shot import FLYP_RECIPE
+    from cmakit.pipeline.config import PROFILES
+
+    cpu = PROFILES["cpu"]
+    assert FLYP_RECIPE == {
+        "lr": cpu["finetune_lr"], "epochs": cpu["finetune_epochs"],
+        "batch_size": cpu["finetune_batch_size"], "warmup_steps": cpu["finetune_warmup_steps"],
+        "weight_decay": cpu["weight_decay"],
+    }  # fmt: skip
+
+
+def test_two_phase_schedule_runs_every_step_and_ends_cold(cache, world):
+    cfg = pretrain_config("smoke", init_logit_scale=80.0, warm_steps=10, progress=False)
+    model, _, info = pretrain_clip(WORLD, cfg, cache_dir=cache, world=world)
+    assert info["steps"] == cfg.steps and not info["cached"]
+    history = (cache / "pretrain" / f"{cfg.model}-{info['key']}" / "history.jsonl").read_text()
+    scales = [json.loads(line)["logit_scale"] for line in history.splitlines()]
+    assert len(scales) == cfg.steps
+    assert scales[9] < 20 and scales[10] > 60  # warm phase, then the cold scale set
+    assert float(model.logit_scale.detach().exp()) > 60
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"warm_steps": 5}, "needs init_logit_scale"),
+        ({"warm_steps": 30, "init_logit_scale": 50.0}, "must be < steps=30"),
+    ],
+)
+def test_bad_two_phase_schedule(params, message):
+    with pytest.raises(ConfigError, match=message):
+        pretrain_config("smoke", **params)
