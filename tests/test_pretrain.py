@@ -195,3 +195,52 @@ def test_two_phase_schedule_runs_every_step_and_ends_cold(cache, world):
 def test_bad_two_phase_schedule(params, message):
     with pytest.raises(ConfigError, match=message):
         pretrain_config("smoke", **params)
+
+
+#: Targets the smoke world cannot meet by design: K = 4 shapes at 16 px after 30 steps is at
+#: chance (no headroom to measure), and the shape world's lexicon gives ~60 negative labels.
+SMOKE_OUT_OF_REACH = {"id_accuracy", "flyp_id_accuracy", "negative_labels"}
+
+
+def test_smoke_zero_shot_model_has_the_cones(cache, world):
+    """The cpu recipe's two-phase temperature schedule in small (20 warm steps, 10 at scale
+    100) on the smoke world (the smoke preset keeps one warm phase: callers shorten it)."""
+    from cmakit.engine.zero_shot import format_targets, validation_geometry
+
+    cfg = pretrain_config("smoke", init_logit_scale=100.0, warm_steps=20, progress=False)
+    model, tokenizer, _ = pretrain_clip(WORLD, cfg, cache_dir=cache, world=world)
+    rows = validation_geometry(model, tokenizer, world)["targets"]
+    reachable = [r for r in rows if r["name"] not in SMOKE_OUT_OF_REACH]
+    assert len(reachable) == 6 and all(r["met"] for r in reachable), format_targets(rows)
+
+
+def _cpu_geometry():
+    from cmakit.engine.zero_shot import flyp_val_accuracy, validation_geometry
+
+    wcfg = world_config("cpu")
+    world = build_world(wcfg)
+    model, tokenizer, _ = pretrain_clip(wcfg, pretrain_config("cpu", progress=False), world=world)
+    flyp = flyp_val_accuracy(model, tokenizer, world)
+    return validation_geometry(model, tokenizer, world, flyp_id_accuracy=flyp)
+
+
+@pytest.fixture(scope="module")
+def cpu_geometry():
+    return _cpu_geometry()  # pretrains the cpu model (minutes) unless $CMAKIT_CACHE has it
+
+
+#: The target the cpu recipe misses (docs/world_design.md, "Geometry targets"): its zero-shot
+#: ID validation accuracy is 54%, below the 60% of the target.
+CPU_OPEN = {"id_accuracy"}
+
+
+def test_cpu_zero_shot_model_meets_the_geometry_targets(cpu_geometry):
+    from cmakit.engine.zero_shot import format_targets
+
+    rows = cpu_geometry["targets"]
+    assert all(r["met"] for r in rows if r["name"] not in CPU_OPEN), format_targets(rows)
+
+
+@pytest.mark.xfail(strict=True, reason="open: zero-shot ID validation accuracy 54% < 60%")
+def test_cpu_zero_shot_accuracy_is_in_the_paper_band(cpu_geometry):
+    assert all(r["met"] for r in cpu_geometry["targets"] if r["name"] in CPU_OPEN)

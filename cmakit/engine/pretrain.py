@@ -144,9 +144,18 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "lr": 2e-3,
         "warmup_steps": 5,
     },
-    # 1000 steps of 256 pairs: the tiny ResNet's zero-shot ID accuracy on the species world is
-    # then ~70% (validation), leaving fine-tuning the headroom it has on ImageNet (68% -> 82%).
-    "cpu": {"steps": 1000, "warmup_steps": 50},
+    # 1000 steps of 256 pairs of the tiny ResNet in two phases (issue 18, chosen on validation
+    # data by benchmarks/world_geometry.py; docs/world_design.md, "Geometry targets"): 700 steps
+    # at open_clip's warm initial temperature learn the world, then 300 at logit scale 100 make
+    # the cones: scale 83, gap 0.52, every text on the text side; zero-shot ID accuracy 54%
+    # (FLYP 82%) is below the 60% target, the one target missed.
+    "cpu": {
+        "model": "cmakit-tiny-rn",
+        "steps": 1000,
+        "warmup_steps": 50,
+        "init_logit_scale": 100.0,
+        "warm_steps": 700,
+    },
     "shapes": {"steps": 1000, "warmup_steps": 50},  # the shape world (study: vocabulary)
 }
 PRETRAIN_PRESETS["cpu_plain"] = PRETRAIN_PRESETS["cpu"]  # cpu's corpus and recipe: the same model
