@@ -12,13 +12,17 @@ from _unit_rows import unit_rows
 from sklearn.decomposition import PCA
 
 from cmakit.core.geometry import (
+    GEOMETRY_TARGETS,
     READING,
     alignment,
     gap_shift,
+    geometry_measures,
+    geometry_targets,
     joint_pca,
     mean_cosines,
     modality_gap,
     pca_axes,
+    text_side_fraction,
     uniformity,
     uniformity_family,
 )
@@ -203,3 +207,114 @@ def test_gap_shift_with_an_explicit_gap_moves_extra_sets_like_the_id_sets():
     np.testing.assert_allclose(extra, a_img[:5], atol=1e-12)
     with pytest.raises(ValueError, match="gap must be a finite"):
         gap_shift(img, txt, 0.5, gap=np.ones(3))
+
+
+def _naive_text_side(image, text, query):
+    ci, ct = image.mean(0), text.mean(0)
+    near = [math.dist(q, ct) < math.dist(q, ci) for q in query]
+    return sum(near) / len(near)
+
+
+def test_text_side_fraction_matches_naive():
+    image, text = _unit(30, 6, 0, shift=4.0), _unit(20, 6, 1, shift=-4.0)  # two narrow cones
+    query = np.concatenate([_unit(25, 6, 2), text[:5], image[:5]])
+    got = text_side_fraction(image, text, query)
+    assert got == pytest.approx(_naive_text_side(image, text, query), abs=1e-12)
+    assert 0 < got < 1
+    assert text_side_fraction(image, text, text) == 1.0
+    assert text_side_fraction(image, text, image) == 0.0
+    # the two sides swap with the roles
+    assert text_side_fraction(text, image, query) == pytest.approx(1 - got, abs=1e-12)
+
+
+def test_text_side_fraction_counts_a_tie_as_not_text_side():
+    e = np.eye(3)
+    assert text_side_fraction(e[:1], e[1:2], e[2:]) == 0.0  # equidistant from both centroids
+
+
+def test_text_side_fraction_is_rotation_invariant():
+    image, text, query = _unit(12, 5, 3, 1.0), _unit(9, 5, 4, -1.0), _unit(40, 5, 5)
+    r = _rotation(5)
+    assert text_side_fraction(image @ r, text @ r, query @ r) == text_side_fraction(
+        image, text, query
+    )
+
+
+def test_geometry_measures_match_their_definitions():
+    images, labels = _unit(40, 6, 0, 1.2), np.arange(40) % 4
+    prompts, negatives, ood = _unit(4, 6, 1, -1.2), _unit(11, 6, 2, -0.3), _unit(15, 6, 3, 0.2)
+    got = geometry_measures(images, labels, prompts, negatives, ood_image_emb=ood)
+    every_image, every_text = np.concatenate([images, ood]), np.concatenate([prompts, negatives])
+    fam = uniformity_family(images, prompts, labels_image=labels, labels_text=np.arange(4))
+    assert got["modality_gap"] == pytest.approx(np.linalg.norm(images.mean(0) - prompts.mean(0)))
+    assert got["text_side_id_prompts"] == _naive_text_side(every_image, every_text, prompts)
+    assert got["text_side_negative_labels"] == pytest.approx(
+        _naive_text_side(every_image, every_text, negatives)
+    )
+    assert {k: got[k] for k in ("uni_i", "uni_t", "uni_cm")} == pytest.approx(
+        {k: fam[k] for k in ("uni_i", "uni_t", "uni_cm")}
+    )
+    assert got["negative_labels"] == 11
+    # OoD images only move the image centroid of the text-side fractions
+    plain = geometry_measures(images, labels, prompts, negatives)
+    assert plain["modality_gap"] == got["modality_gap"] and plain["uni_cm"] == got["uni_cm"]
+    assert plain["text_side_negative_labels"] == pytest.approx(
+        _naive_text_side(images, every_text, negatives)
+    )
+
+
+_MEETS = {
+    "logit_scale": 64.0, "modality_gap": 0.6, "text_side_id_prompts": 1.0,
+    "text_side_negative_labels": 0.95, "uni_i": 1.0, "uni_t": 0.3, "uni_cm": 1.5,
+    "id_accuracy": 0.70, "flyp_id_accuracy": 0.80, "negative_labels": 300,
+}  # fmt: skip
+
+
+def test_geometry_targets_met_at_their_bounds():
+    rows = geometry_targets(_MEETS)
+    assert [r["name"] for r in rows] == [t.name for t in GEOMETRY_TARGETS]
+    assert all(r["met"] is True for r in rows), rows
+    assert [r["target"] for r in rows][:2] == [">= 50", ">= 0.5"]
+    assert rows[4]["target"] == "< uni_cm" and rows[7]["target"] == ">= id_accuracy + 0.1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "failing"),
+    [
+        ({"logit_scale": 49.9}, "logit_scale"),
+        ({"modality_gap": 0.499}, "modality_gap"),
+        ({"text_side_id_prompts": 0.9}, "text_side_id_prompts"),
+        ({"text_side_negative_labels": 0.949}, "text_side_negative_labels"),
+        ({"uni_i": 1.5}, "uni_i"),  # equal is not tighter
+        ({"uni_cm": 0.9}, "uni_i"),
+        ({"uni_t": 2.0}, "uni_t"),
+        ({"id_accuracy": 0.59, "flyp_id_accuracy": 0.69}, "id_accuracy"),
+        ({"id_accuracy": 0.751, "flyp_id_accuracy": 0.90}, "id_accuracy"),
+        ({"flyp_id_accuracy": 0.7999}, "flyp_id_accuracy"),
+        ({"negative_labels": 299}, "negative_labels"),
+    ],
+)
+def test_geometry_targets_fail_just_past_their_bounds(changes, failing):
+    rows = geometry_targets({**_MEETS, **changes})
+    assert {r["name"] for r in rows if not r["met"]} == {failing}
+
+
+def test_geometry_targets_without_a_value_say_none():
+    rows = {r["name"]: r for r in geometry_targets({"logit_scale": 20.3, "uni_i": 1.0})}
+    assert rows["logit_scale"]["met"] is False and rows["logit_scale"]["measured"] == 20.3
+    assert rows["uni_i"]["met"] is None  # uni_cm missing
+    assert rows["flyp_id_accuracy"]["measured"] is None and rows["flyp_id_accuracy"]["met"] is None
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda x: text_side_fraction(x, x, x[:, :3]), "query_emb has dimension D=3"),
+        (lambda x: text_side_fraction(x, x * 2, x), "text_emb must be L2-normalised"),
+        (lambda x: geometry_measures(x, [0] * 5, x[:2], x[:0]), "neg_text_emb must be non-empty"),
+        (lambda x: geometry_measures(x, [0, 1], x[:2], x), r"labels_image must have shape \(5,\)"),
+    ],
+)
+def test_geometry_target_functions_reject_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(_unit(5, 4, 0))

@@ -100,6 +100,13 @@ def test_zero_shot_report(first, world, tmp_path):
     assert summary["negative_labels"]["count"] > 0
     assert not any("circle" in p for p in summary["negative_labels"]["prompts"])
     assert (tmp_path / "zero_shot.png").stat().st_size > 0
+    rows = {r["name"]: r for r in saved["geometry_targets"]}
+    assert rows["logit_scale"]["measured"] == pytest.approx(summary["logit_scale"])
+    assert rows["modality_gap"]["measured"] == pytest.approx(
+        summary["modality_gap"]["id_test_vs_prompts"]
+    )
+    assert rows["negative_labels"]["measured"] == summary["negative_labels"]["count"]
+    assert rows["flyp_id_accuracy"]["met"] is None  # the report fine-tunes nothing
 
 
 def test_image_size_mismatch(cache):
@@ -114,6 +121,8 @@ def test_image_size_mismatch(cache):
         ({"steps": 0}, "steps=0 must be at least 1"),
         ({"batch_size": 1}, "batch_size=1 must be >= 2"),
         ({"lr": 0.0}, "lr and max_logit_scale must be > 0"),
+        ({"init_logit_scale": 0.0}, r"init_logit_scale=0.0 must be in \(0, max_logit_scale"),
+        ({"init_logit_scale": 101.0}, "max_logit_scale=100.0"),
     ],
 )
 def test_bad_pretrain_config(params, message):
@@ -139,3 +148,99 @@ def test_command_line(first, cache, tmp_path):
     assert {"zero_shot.json", "zero_shot.png", "world_samples.png"} <= names
     timings = json.loads((tmp_path / "zero_shot.json").read_text())["timings"]
     assert timings["pretrain_loaded_from_cache"] and timings["world_s"] > 0
+
+
+def test_init_logit_scale_starts_the_model_there_and_keys_the_cache():
+    from cmakit.engine.pretrain import _new_model
+
+    cold = pretrain_config("smoke", init_logit_scale=100.0)
+    assert float(_new_model(cold)[0].logit_scale.detach().exp()) == pytest.approx(100.0)
+    warm = float(_new_model(pretrain_config("smoke"))[0].logit_scale.detach().exp())
+    assert warm == pytest.approx(1 / 0.07)  # open_clip's own initial temperature
+    # None is left out of the key (older recipes keep theirs); a value is part of it
+    assert "init_logit_scale" not in pretrain_config("smoke", init_logit_scale=None).cache_key()
+    assert cold.cache_key()["init_logit_scale"] == 100.0
+
+
+def test_flyp_recipe_is_the_cpu_runs():
+    from cmakit.engine.zero_shot import FLYP_RECIPE
+    from cmakit.pipeline.config import PROFILES
+
+    cpu = PROFILES["cpu"]
+    assert FLYP_RECIPE == {
+        "lr": cpu["finetune_lr"], "epochs": cpu["finetune_epochs"],
+        "batch_size": cpu["finetune_batch_size"], "warmup_steps": cpu["finetune_warmup_steps"],
+        "weight_decay": cpu["weight_decay"],
+    }  # fmt: skip
+
+
+def test_two_phase_schedule_runs_every_step_and_ends_cold(cache, world):
+    cfg = pretrain_config("smoke", init_logit_scale=80.0, warm_steps=10, progress=False)
+    model, _, info = pretrain_clip(WORLD, cfg, cache_dir=cache, world=world)
+    assert info["steps"] == cfg.steps and not info["cached"]
+    history = (cache / "pretrain" / f"{cfg.model}-{info['key']}" / "history.jsonl").read_text()
+    scales = [json.loads(line)["logit_scale"] for line in history.splitlines()]
+    assert len(scales) == cfg.steps
+    assert scales[9] < 20 and scales[10] > 60  # warm phase, then the cold scale set
+    assert float(model.logit_scale.detach().exp()) > 60
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"warm_steps": 5}, "needs init_logit_scale"),
+        ({"warm_steps": 30, "init_logit_scale": 50.0}, "must be < steps=30"),
+    ],
+)
+def test_bad_two_phase_schedule(params, message):
+    with pytest.raises(ConfigError, match=message):
+        pretrain_config("smoke", **params)
+
+
+#: Targets the smoke world cannot meet by design: K = 4 shapes at 16 px after 30 steps is at
+#: chance (no headroom to measure), and the shape world's lexicon gives ~60 negative labels.
+SMOKE_OUT_OF_REACH = {"id_accuracy", "flyp_id_accuracy", "negative_labels"}
+
+
+def test_smoke_zero_shot_model_has_the_cones(cache, world):
+    """The cpu recipe's two-phase temperature schedule in small (20 warm steps, 10 at scale
+    100) on the smoke world (the smoke preset keeps one warm phase: callers shorten it)."""
+    from cmakit.engine.zero_shot import format_targets, validation_geometry
+
+    cfg = pretrain_config("smoke", init_logit_scale=100.0, warm_steps=20, progress=False)
+    model, tokenizer, _ = pretrain_clip(WORLD, cfg, cache_dir=cache, world=world)
+    rows = validation_geometry(model, tokenizer, world)["targets"]
+    reachable = [r for r in rows if r["name"] not in SMOKE_OUT_OF_REACH]
+    assert len(reachable) == 6 and all(r["met"] for r in reachable), format_targets(rows)
+
+
+def _cpu_geometry():
+    from cmakit.engine.zero_shot import flyp_val_accuracy, validation_geometry
+
+    wcfg = world_config("cpu")
+    world = build_world(wcfg)
+    model, tokenizer, _ = pretrain_clip(wcfg, pretrain_config("cpu", progress=False), world=world)
+    flyp = flyp_val_accuracy(model, tokenizer, world)
+    return validation_geometry(model, tokenizer, world, flyp_id_accuracy=flyp)
+
+
+@pytest.fixture(scope="module")
+def cpu_geometry():
+    return _cpu_geometry()  # pretrains the cpu model (minutes) unless $CMAKIT_CACHE has it
+
+
+#: The target the cpu recipe misses (docs/world_design.md, "Geometry targets"): its zero-shot
+#: ID validation accuracy is 54%, below the 60% of the target.
+CPU_OPEN = {"id_accuracy"}
+
+
+def test_cpu_zero_shot_model_meets_the_geometry_targets(cpu_geometry):
+    from cmakit.engine.zero_shot import format_targets
+
+    rows = cpu_geometry["targets"]
+    assert all(r["met"] for r in rows if r["name"] not in CPU_OPEN), format_targets(rows)
+
+
+@pytest.mark.xfail(strict=True, reason="open: zero-shot ID validation accuracy 54% < 60%")
+def test_cpu_zero_shot_accuracy_is_in_the_paper_band(cpu_geometry):
+    assert all(r["met"] for r in cpu_geometry["targets"] if r["name"] in CPU_OPEN)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmakit.common.strict_config import ConfigError, from_dict
+from cmakit.common.strict_config import ConfigError, from_dict, to_dict
 from cmakit.data.world import (
     OOD_GROUPS,
     OOD_SETS,
@@ -24,13 +24,16 @@ from cmakit.data.world.concepts import (
     COLOURS,
     FAMILIES,
     MARKINGS,
+    MAX_SPECIES_SYNONYMS,
     SHAPE_WORDS,
     SPECIES,
+    SPECIES_SYNONYMS,
     SPECIES_WORDS,
     TEXTURE_WORDS,
     _species_words,
     anatomy,
     concept_family,
+    concept_words,
     species,
 )
 from cmakit.data.world.render import COLOUR_NAMES, OBJECTS
@@ -272,6 +275,7 @@ def test_figure(world, tmp_path):
         ({"min_scale": 0.05}, "min_scale=0.05"),
         ({"pattern_prob": 1.5}, "pattern_prob=1.5 must be in"),
         ({"n_pretrain": "many"}, "must be an integer"),
+        ({"species_synonyms": 3}, r"species_synonyms=3 must be in \[0, 2\]"),
     ],
 )
 def test_bad_input_fails_before_generation(params, message):
@@ -303,7 +307,14 @@ def species_world():
 
 
 def test_species_words_are_fixed_distinct_and_new():
-    assert _species_words() == SPECIES_WORDS  # the table does not depend on the run
+    # the table does not depend on the run, nor the canonical words on the synonyms drawn
+    assert {k: v[0] for k, v in _species_words().items()} == SPECIES_WORDS
+    table = _species_words(MAX_SPECIES_SYNONYMS)
+    assert {k: v[1:] for k, v in table.items()} == SPECIES_SYNONYMS
+    assert {k: v[0] for k, v in table.items()} == SPECIES_WORDS
+    every = [w for ws in table.values() for w in ws]
+    assert len(every) == len(set(every)) == len(OBJECTS) * len(MARKINGS) * 3
+    assert not set(every) & {w for ws in SHAPE_WORDS.values() for w in ws}
     words = list(SPECIES_WORDS.values())
     assert len(words) == len(set(words)) == len(OBJECTS) * len(MARKINGS)
     assert all(re.fullmatch(r"[a-z][aeiou][a-z][aeiou][a-z]", w) for w in words)
@@ -360,13 +371,30 @@ def test_species_captions_name_or_describe(species_world):
         assert OBJECTS[s.concept[i, 0]] == shape
         if marking is None:
             assert words & set(SHAPE_WORDS[shape]), caption
-        elif concept in words:
+        elif words & set(concept_words(concept)):  # its word or a synonym
             named += 1
         else:
             assert words & set(SHAPE_WORDS[shape]), caption
             assert words & set(TEXTURE_WORDS[marking][1]), caption
             described += 1
     assert named > described > 0  # describe_prob = 0.25: species are mostly named
+
+
+def test_species_synonyms_in_lexicon_captions_and_negative_candidates():
+    lex = {w for w, _ in lexicon(MARKINGS, 2)}
+    assert len(lex) == len(lexicon(MARKINGS)) + 2 * len(OBJECTS) * len(MARKINGS)
+    assert {w for ws in SPECIES_SYNONYMS.values() for w in ws} <= lex
+    assert len(lexicon(MARKINGS, 1)) == len(lexicon(MARKINGS)) + len(OBJECTS) * len(MARKINGS)
+    synonyms = {w for ws in SPECIES_SYNONYMS.values() for w in ws}
+    plain = build_world(from_dict(WorldConfig, {**to_dict(SPECIES_SMALL), "species_synonyms": 0}))
+    rich = build_world(from_dict(WorldConfig, {**to_dict(SPECIES_SMALL), "species_synonyms": 2}))
+    used = {w for c in rich.captions for w in c.split()} & synonyms
+    assert used and not {w for c in plain.captions for w in c.split()} & synonyms
+    # every word of an ID species, synonyms included, leaves the negative candidates
+    id_words = {w for c in rich.id_classnames for w in concept_words(c)}
+    assert len(id_words) == 3 * len(rich.id_classnames)
+    cands = {w for w, _ in rich.negative_candidates()}
+    assert not cands & id_words and len(cands) == len(rich.lexicon) - len(id_words)
 
 
 def test_species_world_is_deterministic(species_world):

@@ -2,13 +2,16 @@
 
 Modality gap (Liang et al. 2022), alignment and uniformity (Wang & Isola 2020), a documented
 reading of the paper's uniformity family (Table 4; its definitions are not public), a
-deterministic joint PCA for figures and the gap-shift experiment. Inputs are L2-normalised
+deterministic joint PCA for figures, the gap-shift experiment, and the geometry targets of a
+pretrained CLIP (:data:`GEOMETRY_TARGETS`, docs/world_design.md). Inputs are L2-normalised
 ``[N, D]`` embeddings (numpy or torch); sums run in float64 over row blocks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -21,13 +24,18 @@ from cmakit.core.checks import (
 )
 
 __all__ = [
+    "GEOMETRY_TARGETS",
     "READING",
+    "GeometryTarget",
     "alignment",
     "gap_shift",
+    "geometry_measures",
+    "geometry_targets",
     "joint_pca",
     "mean_cosines",
     "modality_gap",
     "pca_axes",
+    "text_side_fraction",
     "uniformity",
     "uniformity_family",
 ]
@@ -386,3 +394,150 @@ def gap_shift(image_emb, text_emb, alpha: float, *, gap=None):
         s = s / norms
         out.append(s.numpy() if isinstance(orig, np.ndarray) else s)
     return tuple(out)
+
+
+def text_side_fraction(image_emb, text_emb, query_emb) -> float:
+    """Fraction of ``query_emb`` rows strictly nearer the text centroid than the image centroid.
+
+    The two cones of Liang et al. (2022, Fig. 1): in CLIP every text lies nearer
+    ``mean(text)`` than ``mean(image)``. Distances are Euclidean to the (unnormalised) centroids;
+    a tie counts as not on the text side.
+
+    Args:
+        image_emb: ``[N, D]`` L2-normalised images defining the image centroid.
+        text_emb: ``[M, D]`` L2-normalised texts defining the text centroid.
+        query_emb: ``[Q, D]`` L2-normalised rows to place (e.g. the negative labels).
+
+    Returns:
+        A fraction in ``[0, 1]``.
+
+    Raises:
+        ValueError: Bad embeddings or unequal ``D``.
+
+    Example:
+        >>> text_side_fraction(np.eye(2)[:1], np.eye(2)[1:], np.eye(2))
+        0.5
+    """
+    image = _emb64(image_emb, "image_emb")
+    text = _emb64(text_emb, "text_emb", image.shape[1])
+    query = _emb64(query_emb, "query_emb", image.shape[1])
+    to_text = torch.linalg.vector_norm(query - text.mean(0), dim=1)  # (Q,)
+    to_image = torch.linalg.vector_norm(query - image.mean(0), dim=1)  # (Q,)
+    return float((to_text < to_image).double().mean())
+
+
+def geometry_measures(image_emb, labels, id_text_emb, neg_text_emb, *, ood_image_emb=None) -> dict:
+    """The embedding quantities of :data:`GEOMETRY_TARGETS` for one model.
+
+    Args:
+        image_emb: ``[N, D]`` L2-normalised ID images (e.g. the ID validation split).
+        labels: ``[N]`` their class indices into ``id_text_emb``.
+        id_text_emb: ``[K, D]`` L2-normalised ID prompts, one per class.
+        neg_text_emb: ``[M, D]`` L2-normalised negative labels (``M >= 1``).
+        ood_image_emb: Optional ``[N', D]`` OoD images; they join the ID images in "all images"
+            (the image centroid of the text-side fractions) and nowhere else.
+
+    Returns:
+        ``modality_gap`` (ID images vs. ID prompts), ``text_side_id_prompts`` and
+        ``text_side_negative_labels`` (:func:`text_side_fraction` with all images against all
+        texts = ID prompts and negative labels), ``uni_i``, ``uni_t``, ``uni_cm`` (of
+        :func:`uniformity_family` on ID images and prompts with labels) and ``negative_labels``
+        (``M``).
+
+    Raises:
+        ValueError: Bad embeddings, unequal ``D`` or bad labels.
+    """
+    images = _emb64(image_emb, "image_emb")
+    prompts = _emb64(id_text_emb, "id_text_emb", images.shape[1])
+    negatives = _emb64(neg_text_emb, "neg_text_emb", images.shape[1])
+    every_image = images
+    if ood_image_emb is not None:
+        every_image = torch.cat([images, _emb64(ood_image_emb, "ood_image_emb", images.shape[1])])
+    every_text = torch.cat([prompts, negatives])
+    fam = uniformity_family(
+        images, prompts, labels_image=labels, labels_text=np.arange(len(prompts))
+    )
+    return {
+        "modality_gap": modality_gap(images, prompts),
+        "text_side_id_prompts": text_side_fraction(every_image, every_text, prompts),
+        "text_side_negative_labels": text_side_fraction(every_image, every_text, negatives),
+        **{k: fam[k] for k in ("uni_i", "uni_t", "uni_cm")},
+        "negative_labels": len(negatives),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class GeometryTarget:
+    """One target: ``measured[name] <op> bound``, ``bound`` a number, a closed range
+    ``(low, high)`` (op ``"in"``) or another measured key plus ``offset``.
+
+    Attributes:
+        name: Key of the measured value (accuracies as fractions in [0, 1]).
+        op: ``">="``, ``"<"`` or ``"in"``.
+        bound: Number, ``(low, high)`` or the key of another measured value.
+        source: The published value the target stands for.
+        offset: Added to a keyed bound (``flyp_id_accuracy >= id_accuracy + 0.10``).
+    """
+
+    name: str
+    op: str
+    bound: float | str | tuple[float, float]
+    source: str
+    offset: float = 0.0
+
+    def rule(self) -> str:
+        """The target in words, e.g. ``">= 50"`` or ``"< uni_cm"``."""
+        if self.op == "in":
+            return f"in [{self.bound[0]:g}, {self.bound[1]:g}]"
+        bound = self.bound if isinstance(self.bound, str) else f"{self.bound:g}"
+        return f"{self.op} {bound}" + (f" + {self.offset:g}" if self.offset else "")
+
+    def check(self, measured: Mapping[str, float]) -> bool | None:
+        """Whether ``measured`` meets the target; ``None`` when a needed value is missing."""
+        value = measured.get(self.name)
+        bound = measured.get(self.bound) if isinstance(self.bound, str) else self.bound
+        if value is None or bound is None:
+            return None
+        if self.op == "in":
+            return bool(bound[0] <= value <= bound[1])
+        bound = bound + self.offset
+        return bool(value >= bound) if self.op == ">=" else bool(value < bound)
+
+
+#: The targets of docs/world_design.md, "Geometry targets", in its order (a)-(f).
+GEOMETRY_TARGETS: tuple[GeometryTarget, ...] = (
+    GeometryTarget("logit_scale", ">=", 50.0, "CLIP: 100 (Radford et al. 2021)"),
+    GeometryTarget("modality_gap", ">=", 0.5, "CLIP ViT-B/32, MSCOCO: 0.82 (Liang et al. 2022)"),
+    GeometryTarget("text_side_id_prompts", ">=", 1.0, "cones (Liang et al. 2022, Fig. 1)"),
+    GeometryTarget("text_side_negative_labels", ">=", 0.95, "cones (Liang et al. 2022, Fig. 1)"),
+    GeometryTarget("uni_i", "<", "uni_cm", "paper Table 4, zero-shot: 0.874 < 2.346"),
+    GeometryTarget("uni_t", "<", "uni_cm", "paper Table 4, zero-shot: 1.320 < 2.346"),
+    GeometryTarget("id_accuracy", "in", (0.60, 0.75), "paper Table 3: zero-shot 66.6%"),
+    GeometryTarget(
+        "flyp_id_accuracy", ">=", "id_accuracy", "paper Table 3: FLYP 82.58%", offset=0.10
+    ),
+    GeometryTarget("negative_labels", ">=", 300, "NegLabel mines ~10k WordNet labels"),
+)
+
+
+def geometry_targets(measured: Mapping[str, float], targets=GEOMETRY_TARGETS) -> list[dict]:
+    """One row per target: ``{"name", "target", "measured", "met", "source"}``.
+
+    Args:
+        measured: Measured values by name (e.g. :func:`geometry_measures` plus
+            ``logit_scale``, ``id_accuracy`` and ``flyp_id_accuracy``); a missing one gives
+            ``measured`` and ``met`` ``None``.
+        targets: The targets (default :data:`GEOMETRY_TARGETS`).
+
+    Returns:
+        The rows, in the order of ``targets``.
+
+    Example:
+        >>> geometry_targets({"logit_scale": 64.0})[0]["met"]
+        True
+    """
+    return [
+        {"name": t.name, "target": t.rule(), "measured": measured.get(t.name),
+         "met": t.check(measured), "source": t.source}
+        for t in targets
+    ]  # fmt: skip

@@ -12,10 +12,15 @@ Definitions used (and written into the summary):
 - Scores: MCM and NegLabel (one group) through :func:`cmakit.engine.evaluate.ood_results`, with
   the run's temperatures and convention (default: T = 1, tau = 0.01, ID positive as the paper);
   AUPR by trapezoid.
+- Geometry targets (:data:`cmakit.core.geometry.GEOMETRY_TARGETS`, docs/world_design.md):
+  measured here on the ID test split, the test OoD images (which join "all images") and the
+  mined negative labels; FLYP's accuracy is not measured by this report (its row says None).
+  The recipe is chosen on validation data by benchmarks/world_geometry.py, not from this report.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,14 +29,16 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from cmakit.common.constants import OKABE_ITO, TRAIN_PROMPT
+from cmakit.common.constants import OKABE_ITO, TEST_PROMPT, TRAIN_PROMPT
 from cmakit.common.io import atomic_path, write_json
 from cmakit.common.strict_config import to_dict
-from cmakit.data.world.build import OOD_SETS, World
+from cmakit.data.world.build import OOD_SETS, VAL_OOD_SETS, World
 from cmakit.data.world.config import OOD_GROUPS
 from cmakit.engine import embed
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import ScoreSettings, ood_results
+
+log = logging.getLogger(__name__)
 
 
 def encode_images(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -107,6 +114,82 @@ def _gaps(model, tokenizer, world: World, test_img, test_prompts, n_pairs: int) 
     }
 
 
+def target_rows(img: dict[str, torch.Tensor], labels: torch.Tensor, id_text: torch.Tensor,
+                neg_text: torch.Tensor, *, logit_scale: float, id_accuracy: float,
+                ood_sets=OOD_SETS) -> list[dict]:  # fmt: skip
+    """The geometry targets (:func:`cmakit.core.geometry.geometry_targets`) of one model: ID
+    images ``img["test"]`` with ``labels``, the OoD images of ``ood_sets`` in "all images", and
+    the ID prompts and negative labels as the texts."""
+    from cmakit.core.geometry import geometry_measures, geometry_targets
+
+    ood = torch.cat([img[name] for name in ood_sets])
+    measured = geometry_measures(img["test"], labels.numpy(), id_text, neg_text, ood_image_emb=ood)
+    return geometry_targets({**measured, "logit_scale": logit_scale, "id_accuracy": id_accuracy})
+
+
+#: The ``cpu`` run's FLYP recipe (``cmakit.pipeline.config.PROFILES["cpu"]``; a test keeps
+#: them equal) for the headroom target: FLYP's ID validation accuracy after fine-tuning.
+FLYP_RECIPE: dict[str, Any] = {
+    "lr": 1e-3, "epochs": 10, "batch_size": 128, "warmup_steps": 20, "weight_decay": 0.1,
+}  # fmt: skip
+
+
+def flyp_val_accuracy(model, tokenizer, world: World, *, seed: int = 0, template: str = TEST_PROMPT,
+                      recipe: dict[str, Any] | None = None) -> float:  # fmt: skip
+    """ID validation accuracy of a copy of ``model`` fine-tuned with FLYP (λ = 0) on the ID
+    training split (prompts ``TRAIN_PROMPT``) with ``recipe`` (default :data:`FLYP_RECIPE`)."""
+    import copy
+    import tempfile
+
+    from cmakit.engine.trainer import TrainConfig, train
+
+    tuned = copy.deepcopy(model).cpu().train()
+    cfg = TrainConfig(lam=0.0, seed=seed, device="cpu", num_workers=0, progress=False,
+                      **(recipe or FLYP_RECIPE))  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        train(tuned, world.id_dataset("train", tokenizer, TRAIN_PROMPT), cfg, out_dir=tmp)
+    tuned.eval()
+    prompts = encode_texts(tuned, tokenizer, [template.format(c) for c in world.id_classnames])
+    val = encode_images(tuned, world.images("val"))
+    return float((val @ prompts.T).argmax(1).eq(world.labels("val")).float().mean())
+
+
+def validation_geometry(model, tokenizer, world: World, *, template: str = TEST_PROMPT,
+                        neg_keep: float = 0.5, flyp_id_accuracy: float | None = None) -> dict:  # fmt: skip
+    """Every geometry target on validation data only: the ID validation split, the validation
+    OoD sets (in "all images"), ``template`` prompts and the negative labels mined at
+    ``neg_keep``. ``flyp_id_accuracy`` (e.g. :func:`flyp_val_accuracy`) fills its row.
+
+    Returns:
+        ``{"measured": {...}, "targets": rows}`` (rows of
+        :func:`cmakit.core.geometry.geometry_targets`; accuracies as fractions).
+    """
+    from cmakit.core.geometry import geometry_measures, geometry_targets
+
+    model = model.cpu().eval()
+    images, labels = encode_images(model, world.images("val")), world.labels("val")
+    ood = torch.cat([encode_images(model, world.images(name)) for name in VAL_OOD_SETS])
+    prompts = encode_texts(model, tokenizer, [template.format(c) for c in world.id_classnames])
+    neg = negative_labels(model, tokenizer, world, template, neg_keep)
+    measured = geometry_measures(images, labels.numpy(), prompts,
+                                 encode_texts(model, tokenizer, neg), ood_image_emb=ood)  # fmt: skip
+    measured["logit_scale"] = float(model.logit_scale.detach().exp())
+    measured["id_accuracy"] = float((images @ prompts.T).argmax(1).eq(labels).float().mean())
+    if flyp_id_accuracy is not None:
+        measured["flyp_id_accuracy"] = flyp_id_accuracy
+    return {"measured": measured, "targets": geometry_targets(measured)}
+
+
+def format_targets(rows: list[dict]) -> str:
+    """The rows of :func:`target_rows` as aligned text lines (name, target, measured, met)."""
+    lines = []
+    for r in rows:
+        value = "-" if r["measured"] is None else f"{r['measured']:.4g}"
+        met = {True: "met", False: "MISSED", None: "not measured"}[r["met"]]
+        lines.append(f"{r['name']:<27} {r['target']:<22} {value:>8}  {met}")
+    return "\n".join(lines)
+
+
 def _group_means(table: dict) -> dict:
     out = {}
     for group, sets in OOD_GROUPS.items():
@@ -164,6 +247,8 @@ def zero_shot_report(
     scale = float(model.logit_scale.detach().exp())
     table = _ood_table(img, id_text, neg_text, labels, scale, settings)
     gaps = _gaps(model, tokenizer, world, img["test"], id_text[labels], n_gap_pairs)
+    targets = target_rows(img, labels, id_text, neg_text, logit_scale=scale, id_accuracy=acc)
+    log.info("geometry targets (ID test split):\n%s", format_targets(targets))
     summary: dict[str, Any] = {
         "definitions": __doc__.split("Definitions used (and written into the summary):")[1].strip(),
         "world": to_dict(world.config),
@@ -185,6 +270,7 @@ def zero_shot_report(
         },
         "ood": table,
         "means": _group_means(table),
+        "geometry_targets": targets,
         "pretrain": {k: v for k, v in (pretrain_info or {}).items() if k != "model_config"},
         "timings": {
             **(timings or {}),

@@ -225,7 +225,7 @@ def build_world(cfg: WorldConfig, *, reuse: World | None = None) -> World:
         if split == "pretrain":
             captions = make_captions(
                 s, rng, cfg.synonym_prob, species=bool(cfg.markings),
-                describe_prob=cfg.describe_prob,
+                describe_prob=cfg.describe_prob, species_synonyms=cfg.species_synonyms,
             )  # fmt: skip
         concepts[split], scenes[split] = names, s
         timings[split] = time.perf_counter() - t0
@@ -240,6 +240,6 @@ def build_world(cfg: WorldConfig, *, reuse: World | None = None) -> World:
         captions,
         labels,
         scenes,
-        lexicon(cfg.markings),
+        lexicon(cfg.markings, cfg.species_synonyms),
         timings,
     )

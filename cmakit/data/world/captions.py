@@ -16,6 +16,7 @@ from cmakit.data.world.concepts import (
     COLOURS,
     SHAPE_WORDS,
     SIZE_WORDS,
+    SPECIES_SYNONYMS,
     SPECIES_WORDS,
     TEXTURE_WORDS,
     TONE_WORDS,
@@ -53,9 +54,16 @@ class _Words:
         synonym_prob: float,
         species: bool = False,
         describe_prob: float = 0.0,
+        species_synonyms: int = 0,
     ) -> None:
         self.rng, self.p = rng, synonym_prob
         self.species, self.describe_prob = species, describe_prob
+        self.species_synonyms = species_synonyms
+
+    def species_word(self, shape: str, marking: str) -> str:
+        """The species' word, or one of its first ``species_synonyms`` synonyms."""
+        key = (shape, marking)
+        return self.pick((SPECIES_WORDS[key], *SPECIES_SYNONYMS[key][: self.species_synonyms]))
 
     def pick(self, words: tuple[str, ...]) -> str:
         if len(words) == 1 or self.rng.random() >= self.p:
@@ -78,7 +86,7 @@ def _object_phrase(s: Scenes, i: int, j: int, w: _Words, full: bool) -> str:
     shape, pattern = OBJECTS[s.concept[i, j]], s.pattern[i, j]
     marking = TEXTURES[pattern] if pattern >= 0 else None
     if w.species and marking is not None and w.rng.random() >= w.describe_prob:
-        noun = SPECIES_WORDS[(shape, marking)]  # the species' own word
+        noun = w.species_word(shape, marking)  # the species' own word (or a synonym)
     else:  # a shape word, described by its marking (always in a species world, else often)
         noun = w.pick(SHAPE_WORDS[shape])
         if marking is not None and (w.species or (full and w.rng.random() < 0.6)):
@@ -120,11 +128,13 @@ def make_captions(
     *,
     species: bool = False,
     describe_prob: float = 0.0,
+    species_synonyms: int = 0,
 ) -> list[str]:
     """One caption per scene of ``s`` (lower case, words separated by spaces).
 
-    With ``species=True`` a marked object is named by its species word, or with probability
+    With ``species=True`` a marked object is named by its species word (a synonym, one of the
+    first ``species_synonyms``, with probability ``synonym_prob``), or with probability
     ``describe_prob`` described by its marking and shape ("a striped circle").
     """
-    w = _Words(rng, synonym_prob, species, describe_prob)
+    w = _Words(rng, synonym_prob, species, describe_prob, species_synonyms)
     return [_caption(s, i, w) for i in range(len(s))]

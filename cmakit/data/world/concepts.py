@@ -10,7 +10,9 @@ circle is a ``kemol``, a dotted house a ``tubaz``. A plain body keeps its shape'
 use the species word or, less often, describe it ("a striped circle"), so the text tower learns
 what the words mean from pictures and from their descriptions. Species multiply the vocabulary
 (32 shapes x 6 markings = 192 nouns) without new primitives: what makes NegLabel's pool of
-hundreds to thousands of negative labels meaningful to the text tower.
+hundreds to thousands of negative labels meaningful to the text tower. A species may also have
+up to :data:`MAX_SPECIES_SYNONYMS` synonyms (``WorldConfig.species_synonyms``), invented words
+drawn after every canonical one, used in captions as the shapes' synonyms are.
 """
 
 from __future__ import annotations
@@ -127,28 +129,41 @@ _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
 _VOWELS = ("a", "e", "i", "o", "u")
 
 
-def _species_words() -> dict[tuple[str, str], str]:
-    """(shape, marking) -> its invented word: consonant-vowel-consonant-vowel-consonant, drawn
-    without replacement by a fixed seed in a fixed order (the table never changes between runs)."""
+#: Synonyms a species word can have (:data:`SPECIES_SYNONYMS`).
+MAX_SPECIES_SYNONYMS = 2
+
+
+def _species_words(synonyms: int = 0) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(shape, marking) -> its invented words: consonant-vowel-consonant-vowel-consonant, drawn
+    without replacement by a fixed seed in a fixed order (the table never changes between runs).
+
+    Round 0 draws every species' canonical word; round k its k-th synonym, so adding synonyms
+    changes no canonical word. Returns the canonical word alone when ``synonyms == 0``."""
     taken = {w for words in SHAPE_WORDS.values() for w in words}
     taken |= {w for ns, adjs in TEXTURE_WORDS.values() for w in ns + adjs}
     syllables = [a + b for a in _ONSETS for b in _VOWELS]
     words = [a + b + c for a, b, c in itertools.product(syllables, syllables, _ONSETS)]
     order = np.random.default_rng(20250324).permutation(len(words))
     pool = (words[i] for i in order)
-    table = {}
-    for shape in (*GEOMETRIC, *PICTOGRAMS):
-        for marking in MARKINGS:
-            word = next(pool)
-            while word in taken:
+    table: dict[tuple[str, str], tuple[str, ...]] = {}
+    for _ in range(1 + synonyms):
+        for shape in (*GEOMETRIC, *PICTOGRAMS):
+            for marking in MARKINGS:
                 word = next(pool)
-            taken.add(word)
-            table[(shape, marking)] = word
+                while word in taken:
+                    word = next(pool)
+                taken.add(word)
+                table[(shape, marking)] = (*table.get((shape, marking), ()), word)
     return table
 
 
+_SPECIES_TABLE = _species_words(MAX_SPECIES_SYNONYMS)
 #: (shape, marking) -> species word; ``SPECIES[word]`` gives the pair back.
-SPECIES_WORDS: dict[tuple[str, str], str] = _species_words()
+SPECIES_WORDS: dict[tuple[str, str], str] = {k: v[0] for k, v in _SPECIES_TABLE.items()}
+#: (shape, marking) -> the species' synonyms (``MAX_SPECIES_SYNONYMS`` invented words).
+SPECIES_SYNONYMS: dict[tuple[str, str], tuple[str, ...]] = {
+    k: v[1:] for k, v in _SPECIES_TABLE.items()
+}
 SPECIES: dict[str, tuple[str, str]] = {w: k for k, w in SPECIES_WORDS.items()}
 
 
@@ -195,25 +210,28 @@ def concept_family(name: str) -> str:
 
 def concept_words(name: str) -> tuple[str, ...]:
     """All words naming concept ``name`` (nouns; textures include their adjectives; a species
-    has its one word)."""
+    has its word and every synonym it can have)."""
     if name in SPECIES:
-        return (name,)
+        return (name, *SPECIES_SYNONYMS[SPECIES[name]])
     if name in SHAPE_WORDS:
         return SHAPE_WORDS[name]
     nouns, adjs = TEXTURE_WORDS[name]
     return nouns + adjs
 
 
-def lexicon(markings: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def lexicon(markings: tuple[str, ...] = (), species_synonyms: int = 0) -> list[tuple[str, str]]:
     """Every word of the world as ``(word, pos)`` with ``pos`` in ``{"noun", "adj"}``, sorted.
 
     Nouns: shape and pictogram names with synonyms, the species words of ``markings`` (every
-    shape with each of them), texture nouns, filler nouns. Adjectives: colours, sizes, texture
+    shape with each of them) with their first ``species_synonyms`` synonyms, texture nouns,
+    filler nouns. Adjectives: colours, sizes, texture
     adjectives, background kinds and tones, filler adjectives. A word that could be both
     (``dark``) is listed once, as an adjective.
     """
     nouns = {w for words in SHAPE_WORDS.values() for w in words}
     nouns |= {w for (_, m), w in SPECIES_WORDS.items() if m in markings}
+    nouns |= {w for (_, m), ws in SPECIES_SYNONYMS.items() if m in markings
+              for w in ws[:species_synonyms]}  # fmt: skip
     nouns |= {w for ns, _ in TEXTURE_WORDS.values() for w in ns} | set(FILLER_NOUNS)
     adjs = {w for _, words in COLOURS.values() for w in words}
     for table in (SIZE_WORDS, BACKGROUND_WORDS, TONE_WORDS):

@@ -12,7 +12,15 @@ import dataclasses
 from typing import Any
 
 from cmakit.common.strict_config import ConfigError, from_dict, to_dict
-from cmakit.data.world.concepts import FAMILIES, MARKINGS, SPECIES, anatomy, concept_family, species
+from cmakit.data.world.concepts import (
+    FAMILIES,
+    MARKINGS,
+    MAX_SPECIES_SYNONYMS,
+    SPECIES,
+    anatomy,
+    concept_family,
+    species,
+)
 
 # Default concept assignment. ID: geometric shapes. Near-OoD: other geometric shapes that look
 # like ID ones (the SSB-hard / NINCO analogue). Far-OoD: a different family of things
@@ -43,7 +51,7 @@ GENERATOR_VERSION = 3
 # Fields that change the pretraining corpus; the pretrained-model cache key uses only these.
 PRETRAIN_FIELDS: tuple[str, ...] = (
     "image_size", "seed", "n_pretrain", "multi_object_frac", "texture_frac", "synonym_prob",
-    "pattern_prob", "min_scale", "supersample", "markings", "describe_prob",
+    "pattern_prob", "min_scale", "supersample", "markings", "describe_prob", "species_synonyms",
 )  # fmt: skip
 
 
@@ -80,6 +88,9 @@ class WorldConfig:
             ``pattern_prob``, and concepts are shapes.
         describe_prob: Species worlds: probability that a caption describes a species ("a
             striped circle") instead of naming it.
+        species_synonyms: Species worlds: synonyms per species word (0 to
+            ``concepts.MAX_SPECIES_SYNONYMS``), in the lexicon and, with ``synonym_prob``, in
+            captions; they enlarge the negative-label pool.
     """
 
     image_size: int = 32
@@ -105,6 +116,7 @@ class WorldConfig:
     supersample: int = 2
     markings: tuple[str, ...] = ()
     describe_prob: float = 0.25
+    species_synonyms: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_pretrain", "num_id_classes", "n_train_per_class", "n_val_per_class",
@@ -121,6 +133,11 @@ class WorldConfig:
             raise ConfigError(f"min_scale={self.min_scale!r} must be in [0.1, 0.9].")
         if self.multi_object_frac + self.texture_frac > 1.0:
             raise ConfigError("multi_object_frac + texture_frac must not exceed 1.")
+        if not 0 <= self.species_synonyms <= MAX_SPECIES_SYNONYMS:
+            raise ConfigError(
+                f"species_synonyms={self.species_synonyms!r} must be in "
+                f"[0, {MAX_SPECIES_SYNONYMS}]."
+            )
         bad = sorted(set(self.markings) - set(MARKINGS))
         if bad or len(set(self.markings)) != len(self.markings):
             raise ConfigError(
@@ -254,6 +271,8 @@ SPECIES_WORLD: dict[str, Any] = {
     + _species(("arrow", "crescent"), SPECIES_ID_MARKINGS),
     "far_object_classes": _species(FAR_OBJECTS_DEFAULT, (None, *MARKINGS)),
     "val_far_object_classes": _species(VAL_FAR_DEFAULT, (None, *MARKINGS)),
+    # two synonyms per species: 709 words, 339 negative labels at the cpu run's 50% (issue 18)
+    "species_synonyms": 2,
 }
 
 # The study's intervention on the species world (factor ``id_task``): the same bodies, test OoD
