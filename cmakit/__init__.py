@@ -46,6 +46,9 @@ _EXPORTS: dict[str, str] = {
     "uniformity_family": "cmakit.core.geometry",
     "joint_pca": "cmakit.core.geometry",
     "gap_shift": "cmakit.core.geometry",
+    "text_side_fraction": "cmakit.core.geometry",
+    "geometry_measures": "cmakit.core.geometry",
+    "geometry_targets": "cmakit.core.geometry",
     # paper reference data
     "paper_table": "cmakit.report.paper_reference",
     # models, training, data, embeddings
