@@ -11,7 +11,10 @@ its 192 species words; each pretrains its own model), and the ID task (``id_task
 striped and dotted, as in the profile, against plain and striped, so that no marking is shared
 by every ID class; same pretrained model and test OoD sets), and which tower fine-tuning moves
 (``tower``: both, as the paper does, the image tower only or the text tower only: whether
-NegLabel's change comes from the image features or from the text tower's drift). Each cell fine-tunes with the pipeline's own
+NegLabel's change comes from the image features or from the text tower's drift), and the
+pretraining temperature (``temperature``: the CLIP-shaped ``cpu`` world, pretrained cold with
+two modality cones, against the warm world and recipe before it, ``cpu_warm``, which also lacks
+the species synonyms). Each cell fine-tunes with the pipeline's own
 ``steps.finetune``, embeds with ``steps.embed`` and scores with ``cmakit.engine.evaluate``, so
 the study measures what the kit measures. Test sets are only *reported* here; no choice is
 made from them.
@@ -49,6 +52,9 @@ METHODS = ("zero_shot", "flyp", "cma")
 #: corpus and test OoD sets; the smoke profile has the profile's own world only).
 ID_TASKS = {"cpu": {"stripes+dots": "cpu", "plain+stripes": "cpu_plain"},
             "smoke": {"stripes+dots": "smoke"}}  # fmt: skip
+#: ``temperature`` levels: the world preset pretrained at that temperature (``warm``: the recipe
+#: and world before the CLIP-shaped one, i.e. also without species synonyms).
+TEMPERATURES = {"cpu": {"warm": "cpu_warm", "cold": "cpu"}, "smoke": {"smoke": "smoke"}}
 #: Levels per factor and profile; the profile's own value is always one of them.
 LEVELS: dict[str, dict[str, list[Any]]] = {
     "cpu": {
@@ -62,6 +68,7 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "world": ["shapes", "cpu"],
         "id_task": list(ID_TASKS["cpu"]),
         "tower": ["both", "image", "text"],
+        "temperature": list(TEMPERATURES["cpu"]),
     },
     "smoke": {
         "lr": [1e-3, 3e-3],
@@ -74,10 +81,11 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "world": ["smoke"],
         "id_task": list(ID_TASKS["smoke"]),
         "tower": ["both", "image", "text"],
+        "temperature": list(TEMPERATURES["smoke"]),
     },
 }
 DEFAULT_FACTORS = ("lam", "neg_fraction", "neg_kind", "lr", "epochs", "data", "model", "world",
-                   "id_task", "tower")  # fmt: skip
+                   "id_task", "tower", "temperature")  # fmt: skip
 #: Columns of every table: (key, header); metrics are percent except the gap.
 COLUMNS = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
            ("neglabel_near_fpr95", "NL near FPR95"), ("neglabel_near_auroc", "NL near AUROC"),
@@ -116,6 +124,8 @@ def _variant(base: RunConfig, factor: str, level: Any, base_steps: int) -> RunCo
         return dataclasses.replace(base, **{field: level})
     if factor == "id_task":
         return dataclasses.replace(base, world=ID_TASKS[base.profile][level])
+    if factor == "temperature":
+        return dataclasses.replace(base, world=TEMPERATURES[base.profile][level])
     if factor == "data":  # same number of steps, fewer distinct images
         return dataclasses.replace(base, train_per_class=int(level), finetune_epochs=10_000,
                                    finetune_max_steps=base_steps)  # fmt: skip

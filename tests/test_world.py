@@ -112,7 +112,14 @@ def test_concepts_of_splits_are_disjoint(world):
 
 
 @pytest.mark.parametrize(
-    "cfg", [world_config("cpu"), world_config("cpu_plain"), world_config("shapes"), SMOKE]
+    "cfg",
+    [
+        world_config("cpu"),
+        world_config("cpu_plain"),
+        world_config("cpu_warm"),
+        world_config("shapes"),
+        SMOKE,
+    ],
 )
 def test_validation_ood_is_disjoint_from_test_ood_and_id(cfg):
     test_ood = set(cfg.near_classes) | set(cfg.far_object_classes) | set(cfg.far_texture_classes)
@@ -194,7 +201,14 @@ def test_lexicon_covers_the_world():
 
 
 @pytest.mark.parametrize(
-    "cfg", [world_config("cpu"), world_config("cpu_plain"), world_config("shapes"), SMOKE]
+    "cfg",
+    [
+        world_config("cpu"),
+        world_config("cpu_plain"),
+        world_config("cpu_warm"),
+        world_config("shapes"),
+        SMOKE,
+    ],
 )
 def test_near_and_far_sets_are_what_they_claim(cfg):
     id_family = {concept_family(c) for c in cfg.id_classnames}

@@ -303,6 +303,9 @@ WORLD_PRESETS: dict[str, dict[str, Any]] = {
     # "vocabulary" factor compares it with the species world.
     "shapes": {},
     "cpu_plain": {**SPECIES_PLAIN_WORLD},  # the study's id_task factor (see above)
+    # The species world as it was before the CLIP-shaped recipe (no synonyms: 157 negative
+    # labels), pretrained warm: the study's temperature factor compares it with ``cpu``.
+    "cpu_warm": {**SPECIES_WORLD, "species_synonyms": 0},
 }
 
 
