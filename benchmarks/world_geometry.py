@@ -62,8 +62,6 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     # two phases: warm (open_clip's 1/0.07) for warm_steps, then cold (100) for the rest
     "warm500_s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0, "warm_steps": 500}},
     "warm700_s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0, "warm_steps": 700}},
-    "warm800_s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0, "warm_steps": 800}},
-    "warm900_s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0, "warm_steps": 900}},
 }
 
 
