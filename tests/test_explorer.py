@@ -60,9 +60,11 @@ def _points(max_points: int = MAX_POINTS, thumbnails: bool = True):
     bundles = {"zero-shot": b, "CMA": _bundle(seed=2, logit_scale=30.0)}
     return explorer_points(
         bundles, ScoreSettings(), labels=labels, thumbnails=thumbs if thumbnails else None,
-        class_names=[f"class{k}" for k in range(K)], neg_names=[f"word{k}" for k in range(M)],
         alphas=ALPHAS, max_points=max_points, seed=0,
     )  # fmt: skip
+
+
+NAMES = ([f"class{k}" for k in range(K)], [f"word{k}" for k in range(M)])
 
 
 def test_groups_are_sampled_per_group_and_shared_by_every_model():
@@ -96,10 +98,14 @@ def test_scores_and_nearest_texts_match_the_evaluator():
         want = score_images(shifted.id_images, shifted, ScoreSettings(), scores=("mcm", "neglabel"))
         for col in ("mcm", "neglabel"):
             np.testing.assert_allclose(models[0].scores[col]["ID images"][ai], want[col], rtol=1e-5)
-    cos = b.id_images @ b.id_texts.T
-    prompts, negs = models[0].nearest["ID images"][5]
-    assert prompts.startswith(f"class{cos[5].argmax()} ({cos[5].max():.2f})")
-    assert negs.startswith(f"word{(b.id_images[5] @ b.neg_texts.T).argmax()} (")
+    cos, neg = b.id_images @ b.id_texts.T, b.id_images @ b.neg_texts.T
+    near = models[0].nearest["ID images"]
+    assert near.id_rows.shape == (N_ID, 3) and near.id_rows.dtype == np.int32
+    assert near.id_rows[5].tolist() == np.argsort(-cos[5])[:3].tolist()
+    np.testing.assert_allclose(near.id_cos[5], np.sort(cos[5])[::-1][:3], rtol=1e-6)
+    assert near.neg_rows[5, 0] == neg[5].argmax() and near.neg_cos[5, 0] == pytest.approx(
+        neg[5].max()
+    )
 
 
 def test_pairs_point_at_the_class_prompt_of_each_id_image():
@@ -172,8 +178,7 @@ def test_thumbnails_from_files_and_on_demand(tmp_path):
     labels = {"id_images": ["x"] * N_ID, "ood/near": ["n"] * N_NEAR, "ood/far": ["f"] * N_FAR,
               "id_texts": ["t"] * K, "neg_texts": ["w"] * M}  # fmt: skip
     groups, _ = explorer_points({"m": b}, ScoreSettings(), labels=labels,
-                                thumbnails={"id_images": thumbs}, class_names=["t"] * K,
-                                neg_names=["w"] * M, alphas=[0.0], max_points=10)  # fmt: skip
+                                thumbnails={"id_images": thumbs}, alphas=[0.0], max_points=10)  # fmt: skip
     assert asked == [sample_rows({"id_images": N_ID}, 10, seed=0)["id_images"].tolist()]
     assert groups[0].thumbnails.shape == (10, 4, 4, 3) and groups[1].thumbnails is None
 
@@ -196,12 +201,10 @@ def test_pca_view_is_the_joint_pca_of_the_model_as_trained_in_fixed_axes():
 def test_bad_inputs_say_what_is_wrong():
     b = _bundle()
     with pytest.raises(ValueError, match=r"labels\['id_images'\] has 3 entries; the layer has 40"):
-        explorer_points({"m": b}, ScoreSettings(), labels={"id_images": ["a"] * 3},
-                        class_names=[], neg_names=[], alphas=ALPHAS)  # fmt: skip
+        explorer_points({"m": b}, ScoreSettings(), labels={"id_images": ["a"] * 3}, alphas=ALPHAS)
     other = b.replace(id_images=b.id_images[:10], id_labels=b.id_labels[:10])
     with pytest.raises(ValueError, match="different benchmarks"):
-        explorer_points({"a": b, "b": other}, ScoreSettings(), labels={}, class_names=[],
-                        neg_names=[], alphas=ALPHAS)  # fmt: skip
+        explorer_points({"a": b, "b": other}, ScoreSettings(), labels={}, alphas=ALPHAS)
     groups, models = _points()
     with pytest.raises(ValueError, match=r"expected \(2, 25, 2\)"):
         explorer_html(groups, models, [0.0, 1.0])
@@ -256,7 +259,7 @@ def _chromium(browser: str, tmp: Path, *args: str) -> subprocess.CompletedProces
 def page(tmp_path_factory) -> Path:
     groups, models = _points()
     return write_explorer(tmp_path_factory.mktemp("explorer") / "explorer.html", groups, models,
-                          ALPHAS, title="explorer test")  # fmt: skip
+                          ALPHAS, title="explorer test", text_names=NAMES)  # fmt: skip
 
 
 def _report(browser: str, page: Path, tmp: Path) -> dict:
@@ -285,6 +288,11 @@ def test_page_loads_offline_in_chromium_with_its_data_and_working_controls(repor
         test["x_after"] == pytest.approx(test["x_expected"]) and test["x_after"] != test["x_before"]
     )
     assert "nearest ID prompts" in test["details"] and "CMA, α = 1" in test["details"]
+    # the tapped image's nearest prompt under CMA, named from the page's class names
+    row = sample_rows({"id_images": N_ID}, MAX_POINTS, seed=0)["id_images"][0]
+    cma = _bundle(seed=2, logit_scale=30.0)
+    cos = cma.id_images[row] @ cma.id_texts.T
+    assert f"<b>nearest ID prompts</b>: class{cos.argmax()} ({cos.max():.2f})" in test["details"]
 
 
 @pytest.mark.slow

@@ -79,10 +79,10 @@ def write_source(source: ExploreSource, out: str | os.PathLike, *, alphas: Seque
     """Sample, place and score ``source`` and write its explorer page to ``out``."""
     groups, models = explorer_points(
         source.bundles, source.settings, labels=source.labels, thumbnails=source.thumbnails or None,
-        class_names=source.class_names, neg_names=source.neg_names, alphas=alphas,
-        max_points=max_points, seed=seed, scores=scores,
+        alphas=alphas, max_points=max_points, seed=seed, scores=scores,
     )  # fmt: skip
-    path = write_explorer(out, groups, models, alphas, title=source.title)
+    path = write_explorer(out, groups, models, alphas, title=source.title,
+                          text_names=(source.class_names, source.neg_names))  # fmt: skip
     log.info("explorer: %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
 

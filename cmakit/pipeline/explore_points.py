@@ -19,7 +19,7 @@ import numpy as np
 from cmakit.core.geometry import gap_axes, pca_axes
 from cmakit.engine.bundle import EmbeddingBundle
 from cmakit.engine.evaluate import ScoreSettings, score_images, shift_bundle
-from cmakit.report.explorer import SHARED_VIEW, VIEWS, Group, ModelPoints
+from cmakit.report.explorer import SHARED_VIEW, VIEWS, Group, ModelPoints, Nearest
 
 #: Nearest ID prompts and negative labels listed for a tapped image.
 NEAREST = 3
@@ -45,13 +45,13 @@ def sample_rows(sizes: Mapping[str, int], max_points: int, seed: int) -> dict[st
             for k, n in sizes.items()}  # fmt: skip
 
 
-def _nearest(x: np.ndarray, texts: np.ndarray, names: Sequence[str]) -> list[str]:
-    """``"name (cos), ..."`` of the :data:`NEAREST` texts nearest each row of ``x [n, D]``."""
-    if len(texts) == 0:
-        return ["(none)"] * len(x)
+def _nearest(x: np.ndarray, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[n, k]`` (int32) and cosines ``[n, k]`` (float32) of the ``k`` =
+    :data:`NEAREST` texts nearest each row of ``x [n, D]``, nearest first (``k`` = 0: no texts)."""
+    k = min(NEAREST, len(texts))
     cos = x @ texts.T  # (n, M)
-    top = np.argsort(-cos, axis=1)[:, :NEAREST]
-    return [", ".join(f"{names[j]} ({cos[i, j]:.2f})" for j in row) for i, row in enumerate(top)]
+    top = np.argsort(-cos, axis=1)[:, :k]
+    return top.astype(np.int32), np.take_along_axis(cos, top, axis=1).astype(np.float32)
 
 
 def _frames(bundle: EmbeddingBundle, rows: Mapping[str, np.ndarray], alphas: Sequence[float]):
@@ -66,8 +66,8 @@ def _stack(proj: Sequence[Mapping[str, np.ndarray]], keys: Sequence[str]) -> dic
 
 
 def model_points(name: str, bundle: EmbeddingBundle, rows: Mapping[str, np.ndarray],
-                 settings: ScoreSettings, alphas: Sequence[float], *, class_names: Sequence[str],
-                 neg_names: Sequence[str], scores: Sequence[str]) -> ModelPoints:  # fmt: skip
+                 settings: ScoreSettings, alphas: Sequence[float], *,
+                 scores: Sequence[str]) -> ModelPoints:  # fmt: skip
     """One model's :class:`~cmakit.report.explorer.ModelPoints` on the sampled ``rows``.
 
     Each view has one set of axes per model, so the slider moves points within fixed axes: the
@@ -93,9 +93,9 @@ def model_points(name: str, bundle: EmbeddingBundle, rows: Mapping[str, np.ndarr
             out_scores[col][group_name(k)] = np.stack(
                 [got[col] for got in per_alpha]).astype(np.float32)  # fmt: skip
     layers = _layers(bundle)
-    nearest = {group_name(k): list(zip(_nearest(layers[k][rows[k]], bundle.id_texts, class_names),
-                           _nearest(layers[k][rows[k]], bundle.neg_texts, neg_names),
-                           strict=True)) for k in images}  # fmt: skip
+    nearest = {group_name(k): Nearest(*_nearest(layers[k][rows[k]], bundle.id_texts),
+                                      *_nearest(layers[k][rows[k]], bundle.neg_texts))
+               for k in images}  # fmt: skip
     return ModelPoints(name=name, coords=coords, scores=out_scores, nearest=nearest)
 
 
@@ -127,7 +127,6 @@ def computable_scores(bundles: Sequence[EmbeddingBundle], settings: ScoreSetting
 def explorer_points(bundles: Mapping[str, EmbeddingBundle], settings: ScoreSettings, *,
                     labels: Mapping[str, Sequence[str]],
                     thumbnails: Mapping[str, np.ndarray | Callable[[np.ndarray], np.ndarray]] | None = None,
-                    class_names: Sequence[str], neg_names: Sequence[str],
                     alphas: Sequence[float], max_points: int = 300, seed: int = 0,
                     scores: Sequence[str] | None = None) -> tuple[list[Group], list[ModelPoints]]:  # fmt: skip
     """Groups and per-model points of the explorer.
@@ -141,8 +140,6 @@ def explorer_points(bundles: Mapping[str, EmbeddingBundle], settings: ScoreSetti
         thumbnails: Image group key -> ``[N, H, W, 3]`` uint8 pixels of the full layer, or a
             function of the sampled row indices that returns their ``[n, H, W, 3]`` pixels
             (image files read on demand); None or a missing key: no thumbnails.
-        class_names: ``[K]`` names of the ID prompts, for the nearest-prompt lists.
-        neg_names: ``[M]`` words of the negative labels, for the nearest-label lists.
         alphas: Gap-shift fractions of the slider, ascending.
         max_points: Most points drawn per group (a fixed sample, the same for every model).
         seed: Seed of the sample.
@@ -177,8 +174,8 @@ def explorer_points(bundles: Mapping[str, EmbeddingBundle], settings: ScoreSetti
         groups.append(Group(name=group_name(k), kind=kind, labels=[str(labels[k][i]) for i in idx],
                             thumbnails=thumbs, pair=pair))  # fmt: skip
     names = computable_scores(list(bundles.values()), settings, scores)
-    models = [model_points(name, b, rows, settings, alphas, class_names=class_names,
-                           neg_names=neg_names, scores=names) for name, b in bundles.items()]  # fmt: skip
+    models = [model_points(name, b, rows, settings, alphas, scores=names)
+              for name, b in bundles.items()]  # fmt: skip
     if len(models) > 1:
         for m, xy in zip(models, shared_coords(list(bundles.values()), rows, alphas), strict=True):
             m.coords[SHARED_VIEW] = xy

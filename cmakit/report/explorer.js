@@ -32,7 +32,7 @@ window.cmakitExplorer = (function () {
   }
 
   function colourOf(palette, lo, hi, v) {
-    if (!Number.isFinite(v)) { return "#bbbbbb"; }
+    if (!Number.isFinite(v)) { return 0xbbbbbbff; }
     const f = hi > lo ? (v - lo) / (hi - lo) : 0.5;
     return palette[Math.max(0, Math.min(palette.length - 1, Math.round(f * (palette.length - 1))))];
   }
@@ -60,11 +60,7 @@ window.cmakitExplorer = (function () {
       const d = s.data;
       d.x = d[`x_${m}_${v}_${a}`];
       d.y = d[`y_${m}_${v}_${a}`];
-      if (`nid_${m}` in d) {
-        d.score = sc >= 0 ? d[`s${sc}_${m}_${a}`] : d[`s0_${m}_${a}`];
-        d.near_id = d[`nid_${m}`];
-        d.near_neg = d[`nneg_${m}`];
-      }
+      if ("score" in d) { d.score = d[`s${Math.max(sc, 0)}_${m}_${a}`]; }
     }
   }
 
@@ -78,7 +74,7 @@ window.cmakitExplorer = (function () {
     const out = {passed: {}, n: {}, matches: {}};
     ctx.sources.forEach((s, k) => {
       const d = s.data, kind = ctx.kinds[k], image = kind === "id" || kind === "ood";
-      const base = ctx.colors[k], n = d.x.length;
+      const base = ctx.fills[k], n = d.x.length;
       const size = kind === "prompt" ? 16 : 7, alpha = kind === "prompt" ? 0.9 : 0.55;
       let passed = 0, hits = 0;
       for (let i = 0; i < n; i++) {
@@ -124,7 +120,7 @@ window.cmakitExplorer = (function () {
   }
 
   function paths(ctx, v, a) {
-    const out = {xs: [], ys: [], color: []};
+    const out = {xs: [], ys: [], color: []}, ends = {x: [], y: [], color: []};
     if (ctx.paths.active && ctx.n_models > 1) {
       ctx.sources.forEach((s, k) => {
         if (ctx.kinds[k] !== "id" && ctx.kinds[k] !== "ood") { return; }
@@ -134,10 +130,12 @@ window.cmakitExplorer = (function () {
           const xs = [], ys = [];
           for (let m = 0; m < ctx.n_models; m++) { xs.push(d[`x_${m}_${v}_${a}`][i]); ys.push(d[`y_${m}_${v}_${a}`][i]); }
           out.xs.push(xs); out.ys.push(ys); out.color.push(ctx.colors[k]);
+          ends.x.push(xs[xs.length - 1]); ends.y.push(ys[ys.length - 1]); ends.color.push(ctx.colors[k]);
         }
       });
     }
     ctx.paths_src.data = out;
+    ctx.path_ends.data = ends;  // the last model's position: where each path leads
     return out.xs.length;
   }
 
@@ -198,6 +196,16 @@ window.cmakitExplorer = (function () {
     return counts;
   }
 
+  // "name (cos), ..." of a point's nearest texts: columns <p>i<j>_<m> (rows) and <p>c<j>_<m>
+  function nearest(d, p, m, i, names) {
+    const out = [];
+    for (let j = 0; `${p}i${j}_${m}` in d; j++) {
+      const r = d[`${p}i${j}_${m}`][i];
+      out.push(`${r < names.length ? names[r] : "#" + r} (${Number(d[`${p}c${j}_${m}`][i]).toFixed(2)})`);
+    }
+    return out.length ? out.join(", ") : "(none)";
+  }
+
   function details(ctx, m, a, sc) {
     let shown = null;
     let selected = 0;
@@ -213,8 +221,8 @@ window.cmakitExplorer = (function () {
     const img = atlasOf(ctx, k) ? atlasStyle(ctx, [k]) + `<div style="float:left;margin-right:8px">${thumbHtml(ctx, k, i, 96)}</div>` : "";
     const sc_text = ctx.score_labels.map((lab, j) => `${lab} ${Number(d[`s${j}_${m}_${a}`][i]).toFixed(3)}`).join(" · ");
     ctx.details.text = `${img}<b>${esc(ctx.names[k])}</b>: ${esc(d.label[i])}<br>${esc(ctx.model.value)}, α = ${ctx.alphas[a]}<br>${sc_text}` +
-      `<br style="clear:both"><b>nearest ID prompts</b>: ${esc(d.near_id[i])}` +
-      `<br><b>nearest negative labels</b>: ${esc(d.near_neg[i])}`;
+      `<br style="clear:both"><b>nearest ID prompts</b>: ${esc(nearest(d, "n", m, i, ctx.id_names))}` +
+      `<br><b>nearest negative labels</b>: ${esc(nearest(d, "g", m, i, ctx.neg_names))}`;
   }
 
   function writeReport() {
@@ -229,6 +237,7 @@ window.cmakitExplorer = (function () {
   }
 
   function update(ctx, origin) {
+    const started = performance.now();
     const m = Math.max(0, ctx.model.options.indexOf(ctx.model.value));
     if (origin === ctx.paths && ctx.paths.active && ctx.shared_view >= 0 && ctx.view.active !== ctx.shared_view) {
       ctx.view.active = ctx.shared_view;  // paths are drawn in the axes shared by all models
@@ -249,7 +258,7 @@ window.cmakitExplorer = (function () {
     const lab = ctx.score_labels[Math.max(sc, 0)];
     tips = tips || ctx.hovers.map((h) => h.tooltips);
     ctx.hovers.forEach((h, k) => { const tip = tips[k].replace("%SCORE%", esc(lab)); if (h.tooltips !== tip) { h.tooltips = tip; } });
-    ctx.colorbar.visible = sc >= 0;
+    for (const key of ctx.colorbar_alphas) { ctx.colorbar[key] = sc >= 0 ? 1 : 0; }
     ctx.span.visible = sc >= 0;
     const lines = Object.keys(st.passed).map((g) => `${esc(g)}: <b>${st.passed[g]}</b> of ${st.n[g]} (${(100 * st.passed[g] / Math.max(1, st.n[g])).toFixed(1)}%)`);
     ctx.thresh_div.text = sc < 0 ? "<i>Colour by a score to see the threshold and the OoD images it lets through.</i>" :
@@ -259,7 +268,8 @@ window.cmakitExplorer = (function () {
       colour: sc >= 0 ? ctx.score_keys[sc] : "group", recall: ctx.recall.value,
       threshold: Number.isFinite(t) ? t : null, passed: st.passed, ood_shown: st.n, selected, histogram: hist,
       pairs: n_pairs, paths: n_paths, search: query, matches: st.matches,
-      hidden: ctx.names.filter((_, k) => !ctx.renderers[k].visible)}});
+      hidden: ctx.names.filter((_, k) => !ctx.renderers[k].visible),
+      update_ms: performance.now() - started}});
     writeReport();
   }
 

@@ -32,6 +32,7 @@ import os
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,6 +80,20 @@ class Group:
         return self.kind in ("id", "ood")
 
 
+class Nearest(NamedTuple):
+    """The texts nearest each image of a group (as trained, α = 0), nearest first.
+
+    Attributes:
+        id_rows, id_cos: ``[n, k]`` rows of the ID prompts (int32) and their cosines (float32).
+        neg_rows, neg_cos: ``[n, k']`` the same of the negative labels (``k'`` = 0: none).
+    """
+
+    id_rows: np.ndarray
+    id_cos: np.ndarray
+    neg_rows: np.ndarray
+    neg_cos: np.ndarray
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelPoints:
     """One model's positions, scores and neighbours of every group.
@@ -88,14 +103,14 @@ class ModelPoints:
         coords: view (:data:`VIEWS`, and :data:`SHARED_VIEW` with several models) -> group
             name -> ``[A, n, 2]`` positions, one frame per gap-shift α.
         scores: registered score name -> image group -> ``[A, n]`` scores (higher = more ID).
-        nearest: image group -> ``[n]`` pairs ``(nearest ID prompts, nearest negative
-            labels)`` of each image (as trained, α = 0), each already formatted as one string.
+        nearest: image group -> its :class:`Nearest` ID prompts and negative labels; the page
+            names them from ``text_names`` (:func:`explorer_document`).
     """
 
     name: str
     coords: dict[str, dict[str, np.ndarray]]
     scores: dict[str, dict[str, np.ndarray]]
-    nearest: dict[str, list[tuple[str, str]]]
+    nearest: dict[str, Nearest]
 
 
 def thumbnail_atlas(pixels: np.ndarray, size: int = THUMB) -> tuple[str, int]:
@@ -116,6 +131,12 @@ def thumbnail_atlas(pixels: np.ndarray, size: int = THUMB) -> tuple[str, int]:
         sheet.save(buf, format=fmt, **opts)
         encoded.append(f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode())
     return min(encoded, key=len), cols
+
+
+def rgba(color: str) -> int:
+    """``"#RRGGBB"`` as the 32-bit ``0xRRGGBBFF`` that Bokeh reads from a numeric colour column
+    (the page's fill colours are numbers: nothing to parse per point)."""
+    return int(color.lstrip("#"), 16) << 8 | 0xFF
 
 
 def _views(models: Sequence[ModelPoints]) -> list[str]:
@@ -161,19 +182,21 @@ def _source_data(
             for si, col in enumerate(m.scores):
                 for ai in range(len(alphas)):
                     data[f"s{si}_{mi}_{ai}"] = np.asarray(m.scores[col][g.name][ai], np.float32)
-            data[f"nid_{mi}"] = [p for p, _ in m.nearest[g.name]]
-            data[f"nneg_{mi}"] = [q for _, q in m.nearest[g.name]]
+            near = m.nearest[g.name]
+            for j in range(near.id_rows.shape[1]):
+                data[f"ni{j}_{mi}"], data[f"nc{j}_{mi}"] = near.id_rows[:, j], near.id_cos[:, j]
+            for j in range(near.neg_rows.shape[1]):
+                data[f"gi{j}_{mi}"], data[f"gc{j}_{mi}"] = near.neg_rows[:, j], near.neg_cos[:, j]
     data["x"], data["y"] = data[f"x_0_0_{a0}"].copy(), data[f"y_0_0_{a0}"].copy()
     if g.is_image:
         data["score"] = data[f"s0_0_{a0}"].copy()
-        data["near_id"], data["near_neg"] = list(data["nid_0"]), list(data["nneg_0"])
         if g.thumbnails is not None:
             cols = int(np.ceil(np.sqrt(n)))
             data["tx"] = (np.arange(n) % cols * 64).astype(np.int32)
             data["ty"] = (np.arange(n) // cols * 64).astype(np.int32)
     if g.pair is not None:
         data["pair"] = np.asarray(g.pair, dtype=np.int32)
-    data.update(fill=[color] * n, fa=np.full(n, 0.55, np.float32),
+    data.update(fill=np.full(n, rgba(color), np.uint32), fa=np.full(n, 0.55, np.float32),
                 sz=np.full(n, 16 if g.kind == "prompt" else 7, np.float32),
                 la=np.zeros(n, np.float32))  # fmt: skip
     return data
@@ -190,6 +213,13 @@ def _tooltip(g: Group, atlas: tuple[str, int] | None) -> str:
                f'-@tx{{0}}px -@ty{{0}}px / {cols * 64}px {rows * 64}px no-repeat"></div>')  # fmt: skip
     score = "<div>%SCORE% @score{0.000}</div>" if g.is_image else ""
     return f"<div style='max-width:220px'>{img}<div><b>{html.escape(g.name)}</b>: @label</div>{score}</div>"
+
+
+def _colorbar_alphas(alpha: float) -> dict[str, float]:
+    keys = ("scale_alpha", "bar_line_alpha", "major_label_text_alpha", "major_tick_line_alpha",
+            "minor_tick_line_alpha", "title_text_alpha", "border_line_alpha",
+            "background_fill_alpha")  # fmt: skip
+    return dict.fromkeys(keys, alpha)
 
 
 _PREAMBLE = """<script>
@@ -253,7 +283,8 @@ def _renderers(fig, groups: Sequence[Group]):
 
 
 def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
-                      alphas: Sequence[float], *, title: str = "cmakit embedding explorer"):  # fmt: skip
+                      alphas: Sequence[float], *, title: str = "cmakit embedding explorer",
+                      text_names: tuple[Sequence[str], Sequence[str]] = ((), ())):  # fmt: skip
     """The explorer as a Bokeh document: figure, controls, side panels, and the page's script.
 
     Args:
@@ -262,6 +293,8 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
             score.
         alphas: The gap-shift fractions of the coordinate frames, ascending.
         title: The page's heading.
+        text_names: ``([K] ID prompt names, [M] negative-label words)`` that the nearest texts
+            of a tapped image are listed by (default: their row numbers).
 
     Raises:
         ValueError: no groups, models, alphas or scores, duplicate group names, models with
@@ -300,6 +333,9 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
     )
     paths_src = ColumnDataSource({"xs": [], "ys": [], "color": []})
     fig.multi_line("xs", "ys", source=paths_src, line_color="color", line_width=1.5, line_alpha=0.8)
+    path_ends = ColumnDataSource({"x": [], "y": [], "color": []})
+    fig.scatter("x", "y", source=path_ends, marker="circle_dot", size=9, fill_color="color",
+                line_color="black")  # fmt: skip
     # each sprite sheet is held once, by a model that both callbacks reference
     atlases = ColumnDataSource({"group": [], "uri": [], "cols": [], "n": []})
     hovers = []
@@ -313,7 +349,8 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
     image_renderers = [r for g, (r, *_) in zip(groups, drawn, strict=True) if g.is_image]
     fig.add_tools(*hovers, TapTool(renderers=image_renderers))
     mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
-    colorbar = ColorBar(color_mapper=mapper, width=10, visible=False, title="score")
+    # shown and hidden by its alphas: a change of visibility would lay the whole page out again
+    colorbar = ColorBar(color_mapper=mapper, width=10, title="score", **_colorbar_alphas(0.0))
     fig.add_layout(colorbar, "right")
 
     model = Select(title="model", value=models[0].name, options=[m.name for m in models])
@@ -354,16 +391,19 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
     thresh_div, panel, details = Div(width=380), Div(width=380), Div(width=900)
     ctx = {"sources": [d[1] for d in drawn], "names": [g.name for g in groups],
            "kinds": [g.kind for g in groups], "colors": [d[2] for d in drawn],
+           "fills": [rgba(d[2]) for d in drawn],
            "renderers": [d[0] for d in drawn], "swatches": [d[3] for d in drawn],
            "model": model, "view": view, "slider": slider, "alphas": alphas, "views": views,
            "shared_view": views.index(SHARED_VIEW) if SHARED_VIEW in views else -1,
            "colour": colour, "recall": recall, "search": search, "pairs": pairs, "paths": paths,
-           "score_keys": scores, "score_labels": labels, "palette": list(Viridis256),
-           "mapper": mapper, "colorbar": colorbar, "segments": segments, "paths_src": paths_src,
+           "score_keys": scores, "score_labels": labels, "palette": [rgba(c) for c in Viridis256],
+           "colorbar_alphas": list(_colorbar_alphas(1.0)),
+           "mapper": mapper, "colorbar": colorbar, "segments": segments, "paths_src": paths_src, "path_ends": path_ends,
            "hist_fig": hist_fig, "hist_items": ctx_hist_items, "hist_sel": hist_sel, "hist_rest": hist_rest, "span": span,
            "thresh_div": thresh_div, "panel": panel, "details": details, "atlases": atlases,
            "hovers": hovers, "n_models": len(models), "max_paths": MAX_PATHS,
-           "path_default": DEFAULT_PATHS, "max_thumbs": MAX_THUMBS}  # fmt: skip
+           "path_default": DEFAULT_PATHS, "max_thumbs": MAX_THUMBS,
+           "id_names": list(text_names[0]), "neg_names": list(text_names[1])}  # fmt: skip
     call = "{" + ", ".join(ctx) + "}"
     update = CustomJS(args=ctx, code=f"cmakitExplorer.update({call}, cb_obj);")
     for widget, attr in [(model, "value"), (view, "active"), (slider, "value"), (colour, "value"),
@@ -384,12 +424,14 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
 
 
 def explorer_html(groups: Sequence[Group], models: Sequence[ModelPoints],
-                  alphas: Sequence[float], *, title: str = "cmakit embedding explorer") -> str:  # fmt: skip
-    """The explorer as one self-contained HTML page (Bokeh's JavaScript and CSS inlined)."""
+                  alphas: Sequence[float], *, title: str = "cmakit embedding explorer",
+                  text_names: tuple[Sequence[str], Sequence[str]] = ((), ())) -> str:  # fmt: skip
+    """The explorer as one self-contained HTML page (Bokeh's JavaScript and CSS inlined); the
+    arguments are :func:`explorer_document`'s."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
-    doc = explorer_document(groups, models, alphas, title=title)
+    doc = explorer_document(groups, models, alphas, title=title, text_names=text_names)
     script = resources.files("cmakit.report").joinpath("explorer.js").read_text(encoding="utf-8")
     return file_html(doc, INLINE, title=title, template=_TEMPLATE,
                      template_variables={"explorer_js": script})  # fmt: skip
@@ -397,9 +439,10 @@ def explorer_html(groups: Sequence[Group], models: Sequence[ModelPoints],
 
 def write_explorer(path: str | os.PathLike, groups: Sequence[Group],
                    models: Sequence[ModelPoints], alphas: Sequence[float], *,
-                   title: str = "cmakit embedding explorer") -> Path:  # fmt: skip
+                   title: str = "cmakit embedding explorer",
+                   text_names: tuple[Sequence[str], Sequence[str]] = ((), ())) -> Path:  # fmt: skip
     """Write :func:`explorer_html` atomically to ``path`` (e.g. ``figures/explorer.html``)."""
-    page = explorer_html(groups, models, alphas, title=title)
+    page = explorer_html(groups, models, alphas, title=title, text_names=text_names)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return Path(path)
