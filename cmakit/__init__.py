@@ -61,6 +61,8 @@ _EXPORTS: dict[str, str] = {
     "build_world": "cmakit.data.world",
     "world_config": "cmakit.data.world",
     "pretrain_clip": "cmakit.engine.pretrain",
+    # the embedding explorer
+    "explore": "cmakit.pipeline.explore",
     # configuration
     "from_dict": "cmakit.common.strict_config",
     "ConfigError": "cmakit.common.strict_config",

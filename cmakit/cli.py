@@ -1,4 +1,5 @@
-"""Command line of the paper path: ``python -m cmakit train|mine|embed|evaluate`` (also torchrun).
+"""Command line of the paper path: ``python -m cmakit train|mine|embed|evaluate|explore`` (also
+torchrun).
 
 This module parses and dispatches only; what each command does, and the dataclass of its
 settings, live in :mod:`cmakit.pipeline.commands`.
@@ -13,6 +14,7 @@ each setting; the values go through :func:`cmakit.common.strict_config.from_dict
     python -m cmakit embed --model ViT-B-16 --checkpoint runs/cma/model.pt --out runs/cma/emb \\
         --imagenet /data/imagenet --mos /data/mos --negatives neg_labels.tsv
     python -m cmakit evaluate --embeddings runs/cma/emb --score neglabel --out metrics.json
+    python -m cmakit explore runs/cma/emb --out explorer.html
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import typing
 from typing import Any, Literal
 
 from cmakit.common.strict_config import from_dict
-from cmakit.pipeline.commands import EmbedRun, EvaluateRun, MineRun, TrainRun
+from cmakit.pipeline.commands import EmbedRun, EvaluateRun, ExploreRun, MineRun, TrainRun
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +63,23 @@ def _field_help(cls: type) -> dict[str, str]:
     return helps
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, title: str) -> None:
-    """Add one ``--field-name`` flag per field of the config dataclass ``cls``."""
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, title: str,
+                        positional: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Add one ``--field-name`` flag per field of the config dataclass ``cls``; the fields named
+    in ``positional`` become positional arguments instead. A tuple field takes one or more values."""
     group = parser.add_argument_group(title, (cls.__doc__ or "").strip().splitlines()[0])
     hints, helps = typing.get_type_hints(cls), _field_help(cls)
     for f in dataclasses.fields(cls):
         flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
         text = f"{helps.get(f.name, '')} (default: {f.default})".replace("%", "%%")
+        if typing.get_origin(hint) is tuple:
+            kind = typing.get_args(hint)[0]
+            if f.name in positional:
+                group.add_argument(f.name, type=kind, nargs="+", help=helps.get(f.name, ""))
+            else:
+                group.add_argument(flag, dest=f.name, type=kind, nargs="*", default=f.default,
+                                   help=text)  # fmt: skip
+            continue
         if hint is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=f.default, help=text)  # fmt: skip
@@ -97,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(p, EmbedRun, title="embedding")
     p = sub.add_parser("evaluate", help="MCM / NegLabel metrics from cached embeddings")
     add_dataclass_flags(p, EvaluateRun, title="evaluation")
+    p = sub.add_parser("explore", help="an interactive page of any embeddings: scores, "
+                       "threshold, selections, pairs, paths across models, search")  # fmt: skip
+    add_dataclass_flags(p, ExploreRun, title="explorer", positional=("path",))
     return parser
 
 
@@ -113,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             "mine": (MineRun,),
             "embed": (EmbedRun,),
             "evaluate": (EvaluateRun,),
+            "explore": (ExploreRun,),
         }
         for cls in configs[ns.command]:
             _take(cls, ns)
@@ -146,5 +162,7 @@ def _run(ns: argparse.Namespace) -> None:
         commands.run_mine(_take(MineRun, ns))
     elif ns.command == "embed":
         commands.run_embed(_take(EmbedRun, ns))
-    else:
+    elif ns.command == "evaluate":
         commands.run_evaluate(_take(EvaluateRun, ns))
+    else:
+        commands.run_explore(_take(ExploreRun, ns))

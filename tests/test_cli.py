@@ -20,14 +20,14 @@ from cmakit.models.weights import save_model
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("command", ["train", "mine", "embed", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "mine", "embed", "evaluate", "explore"])
 def test_help_lists_dataclass_flags(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     flag = {"train": "--grad-accum-steps", "mine": "--keep", "embed": "--ood-sets",
-            "evaluate": "--convention"}  # fmt: skip
+            "evaluate": "--convention", "explore": "--max-points"}  # fmt: skip
     assert flag[command] in out and "(default:" in out
 
 

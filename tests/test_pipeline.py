@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from cmakit import cli
 from cmakit.common.io import read_json
 from cmakit.pipeline import runner
 from cmakit.report.summary import validate_summary
@@ -91,6 +92,14 @@ def test_smoke_profile_end_to_end(tmp_path):
         assert (out / "tables" / f"benchmark_csp_vs_neglabel.{ext}").is_file()
     assert len(list((out / "negatives").glob("csp-*.tsv"))) == 1
     assert (out / "figures" / "explorer.html").stat().st_size > 100_000
+    # the command line's explorer reads the run folder's embeddings (three methods, two λ)
+    from cmakit.pipeline.explore import load_source
+
+    assert len(load_source([out]).bundles) >= 3
+    assert (
+        cli.main(["explore", str(out), "--out", str(tmp_path / "x.html"), "--max-points", "40"])
+        == 0
+    )
     config = read_json(out / "config.json")
     assert config["config"]["profile"] == "smoke" and config["versions"]["torch"]
     assert len(list((out / "metrics" / "ablation").glob("*.json"))) == 2

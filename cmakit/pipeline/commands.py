@@ -1,5 +1,6 @@
 """The commands of the paper path (ImageNet-1k vs MOS / OpenOOD): ``train``, ``mine``, ``embed``
-and ``evaluate``, each with the dataclass of its settings (the command line's flags).
+and ``evaluate``, and ``explore`` (the explorer page of any embeddings), each with the dataclass
+of its settings (the command line's flags).
 
 ``train`` fine-tunes on the ImageNet train split with class prompts (also under torchrun).
 
@@ -18,10 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from cmakit.common.constants import MOS_SET_NAMES, PAPER_OOD_GROUPS, TEST_PROMPT, TRAIN_PROMPT
-from cmakit.common.io import read_json, write_json
+from cmakit.common.io import write_json
 from cmakit.common.strict_config import to_dict
 from cmakit.data.paper import (
     ImageFiles,
@@ -33,12 +32,11 @@ from cmakit.data.paper import (
     openood_dataset,
     resolve_root,
 )
-from cmakit.engine.bundle import EmbeddingBundle, check_widths
 from cmakit.engine.negatives import NegativeLabel
 from cmakit.engine.trainer import TrainConfig
+from cmakit.pipeline.embed_folder import MANIFEST, load_bundle
 
 log = logging.getLogger(__name__)
-MANIFEST = "embeddings.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +147,29 @@ class EvaluateRun:
     convention: Literal["id_positive", "ood_positive"] = "id_positive"
     estimator: Literal["trapezoid", "ap"] = "trapezoid"
     out: str = "metrics.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExploreRun:
+    """Which embeddings the explorer page draws (see :func:`run_explore`).
+
+    Attributes:
+        path: Folder(s) of embeddings: a pipeline run folder, a folder written by ``embed``, or
+            a folder of .npy arrays (id_images.npy, id_texts.npy, ...); several embed or array
+            folders of the same data are drawn as models, in the order given, with their paths.
+        out: The page to write (HTML; opens offline).
+        max_points: Most points drawn per group (a fixed random sample).
+        alphas: Gap-shift fractions of the slider.
+        scores: Scores to colour by (registered names); none: every score the embeddings allow.
+        seed: Seed of the sample; for a run folder also the seed whose models are drawn.
+    """
+
+    path: tuple[str, ...] = ()
+    out: str = "explorer.html"
+    max_points: int = 5000
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    scores: tuple[str, ...] = ()
+    seed: int | None = None
 
 
 def run_train(run: TrainRun, cfg: TrainConfig) -> dict[str, Any]:
@@ -303,51 +324,6 @@ def run_embed(run: EmbedRun) -> dict[str, Any]:
     return manifest
 
 
-def _load(folder: Path, rel: str) -> dict[str, np.ndarray]:
-    """The arrays of one cache file that ``embed`` wrote, with an error that names it."""
-    import zipfile
-
-    try:
-        with np.load(folder / rel, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
-        if isinstance(err, FileNotFoundError | PermissionError):
-            raise
-        raise ValueError(
-            f"{folder / rel} cannot be read ({type(err).__name__}: {err}): "
-            "truncated or corrupt; run `python -m cmakit embed` again."
-        ) from err
-
-
-def load_bundle(folder: str | Path, *, need_negatives: bool) -> tuple[EmbeddingBundle, dict]:
-    """The :class:`EmbeddingBundle` that ``embed`` wrote to ``folder``, and its manifest."""
-    folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
-        raise FileNotFoundError(
-            f"{folder / MANIFEST} not found; run `python -m cmakit embed` first."
-        )
-    man = read_json(folder / MANIFEST)
-    if need_negatives and not man.get("neg_text"):
-        raise ValueError("score='neglabel' needs negative labels; mine them with `python -m "
-                         "cmakit mine --out FILE`, then embed with --negatives FILE.")  # fmt: skip
-    id_data, id_text = _load(folder, man["id"]), _load(folder, man["id_text"])["embeddings"]
-    neg = (_load(folder, man["neg_text"])["embeddings"] if man.get("neg_text")
-           else np.zeros((0, id_text.shape[1]), dtype=np.float32))  # fmt: skip
-    ood = {name: _load(folder, rel)["embeddings"] for name, rel in man["ood"].items()}
-    files = {"id": man["id"], "id_text": man["id_text"], "neg": man.get("neg_text") or "",
-             **{name: rel for name, rel in man["ood"].items()}}  # fmt: skip
-    check_widths(
-        {"id": id_data["embeddings"], "id_text": id_text, "neg": neg, **ood},
-        names={key: f"{key} ({folder / rel})" for key, rel in files.items()},
-    )
-    bundle = EmbeddingBundle(
-        id_images=id_data["embeddings"], id_labels=id_data["labels"], id_texts=id_text,
-        neg_texts=neg, logit_scale=float(man.get("logit_scale", 100.0)),
-        ood=ood,
-    )  # fmt: skip
-    return bundle, man
-
-
 def cli_groups(ood_sets: Iterable[str]) -> dict[str, list[str]]:
     """The paper profile's groups (near, far, mos) among the command line's set names.
 
@@ -387,3 +363,11 @@ def run_evaluate(run: EvaluateRun) -> dict[str, Any]:
     write_json(run.out, result)
     log.info("%s: group means %s, ID accuracy %.4f", run.score, group_means, acc)
     return result
+
+
+def run_explore(run: ExploreRun) -> Path:
+    """Write the explorer page of ``run.path`` to ``run.out``; returns its path."""
+    from cmakit.pipeline.explore import explore
+
+    return explore(list(run.path), out=run.out, alphas=run.alphas, max_points=run.max_points,
+                   scores=list(run.scores) or None, seed=run.seed)  # fmt: skip

@@ -1,20 +1,25 @@
-"""The embedding explorer: an interactive scatter of one run's embeddings, as an offline page.
+"""The embedding explorer: an interactive scatter of embeddings, as one offline page.
 
 One scatter shows ID images, each OoD set, ID prompts and negative labels of one model at a
-time (zero-shot, FLYP, CMA, the λ ablation), in a joint PCA or along the modality gap, with a
-gap-shift α slider. Hovering an image shows its thumbnail, class or caption and its MCM and
-NegLabel scores; tapping it lists its nearest ID prompts and negative labels. Every coordinate
-and score is computed beforehand in Python (:mod:`cmakit.pipeline.explore`) and passed here as
-plain arrays; the page only switches between precomputed columns, so it needs no server.
+time (zero-shot, FLYP, CMA, the λ ablation, or any folder of embeddings), in a joint PCA, along
+the modality gap, or, with several models, in one PCA shared by all (where each image's path
+across the models is drawn), with a gap-shift α slider. Images can be coloured by any score;
+the threshold at a chosen ID recall (95%) outlines the OoD images it still lets through and
+counts them per set (FPR95 made visible). Box and lasso selections fill a panel with the
+selected points' thumbnails, labels and counts, and a histogram of their scores against the
+rest. Toggles draw each ID image's segment to its class prompt and the paths across models; a
+search box highlights the points whose label contains a word. Every coordinate and score is
+computed beforehand in Python (:mod:`cmakit.pipeline.explore_points`); the page's script
+(``explorer.js`` beside this module) only switches between precomputed columns and computes the
+threshold from the ID scores shown, so it needs no server.
 
-:func:`explorer_html` returns a self-contained page (Bokeh's JavaScript inlined, thumbnails as
-``data:`` PNGs), :func:`write_explorer` writes it atomically, :func:`notebook_view` shows it in
-a Jupyter output cell (an ``iframe`` of the same page, so JupyterLab needs no extension).
-Bokeh was chosen because its hover tool takes an HTML template (thumbnails on hover) and
-``file_html`` with ``INLINE`` resources exports a page that opens offline in any browser.
-The page writes a JSON summary of its data (points per group) and any script errors into the
-DOM (``#explorer-summary``, ``data-explorer-errors`` on ``<html>``) for tests and scripts;
-opened with ``#selftest`` it also drives its controls once and records what they changed.
+:func:`explorer_html` returns a self-contained page (Bokeh's JavaScript inlined, the thumbnails
+of each group as one inlined sprite sheet, cropped per hovered or selected point), drawn with
+WebGL; :func:`write_explorer` writes it atomically; :func:`notebook_view` shows it in a Jupyter
+output cell (an ``iframe`` of the same page, so JupyterLab needs no extension). The page writes
+a JSON report of its data and of the state of every control into the DOM (``#explorer-summary``)
+and any script error into ``data-explorer-errors`` on ``<html>``, for tests and scripts; opened
+with ``#selftest`` it drives every control once and records what each changed.
 """
 
 from __future__ import annotations
@@ -25,21 +30,30 @@ import html
 import io
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from cmakit.common.io import atomic_path
 from cmakit.core.scores import score_label
 
-#: Views of the scatter, in the order of the page's view buttons.
+#: Views of the scatter, in the order of the page's view buttons; the shared PCA only with
+#: several models.
 VIEWS: tuple[str, ...] = ("joint PCA", "gap direction")
-#: Scores shown on hover (registered names; labels from :data:`cmakit.core.scores.SCORE_LABELS`).
-SCORES: tuple[str, ...] = ("mcm", "neglabel")
+SHARED_VIEW = "shared PCA (all models)"
+#: The ID recall of the operating threshold the page opens with (FPR95's).
+RECALL = 0.95
 #: Okabe-Ito colour-blind-safe palette: ID images, ID prompts, negative labels, then OoD sets.
 PALETTE = {"id": "#0072B2", "prompt": "#D55E00", "neg": "#CC79A7"}
 OOD_COLORS = ("#E69F00", "#009E73", "#56B4E9", "#000000", "#F0E442", "#999999")
 OOD_MARKERS = ("square", "diamond", "inverted_triangle", "hex", "plus", "star")
+#: Thumbnail side in the sprite sheet, and most thumbnails the selection panel shows.
+THUMB = 48
+MAX_THUMBS = 48
+#: Most paths drawn at once (the selected images', else the first few of each image group).
+MAX_PATHS, DEFAULT_PATHS = 500, 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,20 +61,37 @@ class Group:
     """One layer of points (the same points for every model).
 
     Attributes:
-        name: Legend name (``"ID images"``, ``"OoD: far_textures"``, ``"ID prompts"``, ...).
+        name: Legend name (``"ID images"``, ``"OoD far_textures"``, ``"ID prompts"``, ...).
         kind: ``"id"``, ``"ood"``, ``"prompt"`` or ``"neg"``; images are ``id`` and ``ood``.
         labels: ``[n]`` class, caption or word of each point.
-        thumbnails: ``[n, H, W, 3]`` uint8 pixels, or None (no thumbnails on hover).
+        thumbnails: ``[n, H, W, 3]`` uint8 pixels, or None (no thumbnails).
+        pair: ID images: ``[n]`` row of each image's class prompt in the ``prompt`` group, -1
+            where that prompt is not drawn; None otherwise.
     """
 
     name: str
     kind: str
     labels: Sequence[str]
     thumbnails: np.ndarray | None = None
+    pair: np.ndarray | None = None
 
     @property
     def is_image(self) -> bool:
         return self.kind in ("id", "ood")
+
+
+class Nearest(NamedTuple):
+    """The texts nearest each image of a group (as trained, α = 0), nearest first.
+
+    Attributes:
+        id_rows, id_cos: ``[n, k]`` rows of the ID prompts (int32) and their cosines (float32).
+        neg_rows, neg_cos: ``[n, k']`` the same of the negative labels (``k'`` = 0: none).
+    """
+
+    id_rows: np.ndarray
+    id_cos: np.ndarray
+    neg_rows: np.ndarray
+    neg_cos: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,26 +100,47 @@ class ModelPoints:
 
     Attributes:
         name: Display name (``"CMA (λ = 0.01)"``).
-        coords: view (one of :data:`VIEWS`) -> group name -> ``[A, n, 2]`` positions, one frame
-            per gap-shift α.
-        scores: score column (``"mcm"``, ``"neglabel"``) -> image group -> ``[A, n]`` scores.
-        nearest: image group -> ``[n]`` pairs ``(nearest ID prompts, nearest negative
-            labels)`` of each image (as trained, α = 0), each already formatted as one string.
+        coords: view (:data:`VIEWS`, and :data:`SHARED_VIEW` with several models) -> group
+            name -> ``[A, n, 2]`` positions, one frame per gap-shift α.
+        scores: registered score name -> image group -> ``[A, n]`` scores (higher = more ID).
+        nearest: image group -> its :class:`Nearest` ID prompts and negative labels; the page
+            names them from ``text_names`` (:func:`explorer_document`).
     """
 
     name: str
     coords: dict[str, dict[str, np.ndarray]]
     scores: dict[str, dict[str, np.ndarray]]
-    nearest: dict[str, list[tuple[str, str]]]
+    nearest: dict[str, Nearest]
 
 
-def thumbnail_uri(pixels: np.ndarray) -> str:
-    """A ``data:image/png;base64`` URI of ``[H, W, 3]`` uint8 pixels."""
+def thumbnail_atlas(pixels: np.ndarray, size: int = THUMB) -> tuple[str, int]:
+    """One ``data:`` URI of ``[n, H, W, 3]`` uint8 thumbnails as a sprite sheet of ``size``-pixel
+    squares, ``cols`` to a row (row-major); returns ``(uri, cols)``. PNG or JPEG, the smaller."""
     from PIL import Image
 
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    n = len(pixels)
+    cols = max(1, int(np.ceil(np.sqrt(n))))
+    sheet = Image.new("RGB", (cols * size, int(np.ceil(n / cols)) * size), (255, 255, 255))
+    for i, p in enumerate(pixels):
+        img = Image.fromarray(np.ascontiguousarray(p, dtype=np.uint8))
+        sheet.paste(img.resize((size, size), Image.Resampling.NEAREST if img.width <= size
+                               else Image.Resampling.LANCZOS), ((i % cols) * size, (i // cols) * size))  # fmt: skip
+    encoded = []
+    for fmt, mime, opts in (("PNG", "png", {"optimize": True}), ("JPEG", "jpeg", {"quality": 85})):
+        buf = io.BytesIO()
+        sheet.save(buf, format=fmt, **opts)
+        encoded.append(f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode())
+    return min(encoded, key=len), cols
+
+
+def rgba(color: str) -> int:
+    """``"#RRGGBB"`` as the 32-bit ``0xRRGGBBFF`` that Bokeh reads from a numeric colour column
+    (the page's fill colours are numbers: nothing to parse per point)."""
+    return int(color.lstrip("#"), 16) << 8 | 0xFF
+
+
+def _views(models: Sequence[ModelPoints]) -> list[str]:
+    return list(VIEWS) + ([SHARED_VIEW] if len(models) > 1 else [])
 
 
 def _check(groups: Sequence[Group], models: Sequence[ModelPoints], alphas: Sequence[float]):
@@ -96,10 +148,15 @@ def _check(groups: Sequence[Group], models: Sequence[ModelPoints], alphas: Seque
         raise ValueError("The explorer needs at least one group, one model and one alpha.")
     if len({g.name for g in groups}) != len(groups):
         raise ValueError(f"Group names must be unique; got {[g.name for g in groups]}.")
+    if not models[0].scores:
+        raise ValueError("The explorer needs at least one score per image (e.g. 'mcm').")
     for m in models:
-        for view in VIEWS:
+        if list(m.scores) != list(models[0].scores):
+            raise ValueError(f"{m.name} has scores {list(m.scores)}; {models[0].name} has "
+                             f"{list(models[0].scores)}: every model needs the same scores.")  # fmt: skip
+        for view in _views(models):
             for g in groups:
-                shape = np.shape(m.coords[view][g.name])
+                shape = np.shape(m.coords.get(view, {}).get(g.name))
                 if shape != (len(alphas), len(g.labels), 2):
                     raise ValueError(
                         f"{m.name}, {view}, {g.name}: coordinates of shape {shape}; expected "
@@ -107,98 +164,63 @@ def _check(groups: Sequence[Group], models: Sequence[ModelPoints], alphas: Seque
                     )
 
 
-def _source_data(g: Group, models: Sequence[ModelPoints], alphas: Sequence[float]) -> dict:
-    """Columns of one group: the shown ``x, y`` (first model, first view, α nearest 0) and one
-    hidden column per (model, view, α) that the page's script copies into them."""
+def _source_data(
+    g: Group, models: Sequence[ModelPoints], alphas: Sequence[float], color: str
+) -> dict:
+    """Columns of one group: the drawn ``x, y`` (first model, first view, α nearest 0), one
+    hidden column per (model, view, α) and per (score, model, α) that the page's script copies
+    into them, and the per-point style columns it rewrites (fill, alpha, size, outline)."""
     a0 = int(np.argmin(np.abs(np.asarray(alphas))))
-    data: dict = {"label": list(g.labels), "group": [g.name] * len(g.labels)}
+    n = len(g.labels)
+    data: dict = {"label": list(g.labels)}
     for mi, m in enumerate(models):
-        for vi, view in enumerate(VIEWS):
+        for vi, view in enumerate(_views(models)):
             for ai in range(len(alphas)):
                 xy = np.asarray(m.coords[view][g.name][ai], dtype=np.float32)
                 data[f"x_{mi}_{vi}_{ai}"], data[f"y_{mi}_{vi}_{ai}"] = xy[:, 0], xy[:, 1]
         if g.is_image:
-            for col in SCORES:
+            for si, col in enumerate(m.scores):
                 for ai in range(len(alphas)):
-                    data[f"{col}_{mi}_{ai}"] = np.asarray(m.scores[col][g.name][ai], np.float32)
-            data[f"nid_{mi}"] = [p for p, _ in m.nearest[g.name]]
-            data[f"nneg_{mi}"] = [n for _, n in m.nearest[g.name]]
+                    data[f"s{si}_{mi}_{ai}"] = np.asarray(m.scores[col][g.name][ai], np.float32)
+            near = m.nearest[g.name]
+            for j in range(near.id_rows.shape[1]):
+                data[f"ni{j}_{mi}"], data[f"nc{j}_{mi}"] = near.id_rows[:, j], near.id_cos[:, j]
+            for j in range(near.neg_rows.shape[1]):
+                data[f"gi{j}_{mi}"], data[f"gc{j}_{mi}"] = near.neg_rows[:, j], near.neg_cos[:, j]
     data["x"], data["y"] = data[f"x_0_0_{a0}"].copy(), data[f"y_0_0_{a0}"].copy()
     if g.is_image:
-        for col in SCORES:
-            data[col] = data[f"{col}_0_{a0}"].copy()
-        data["near_id"], data["near_neg"] = list(data["nid_0"]), list(data["nneg_0"])
+        data["score"] = data[f"s0_0_{a0}"].copy()
         if g.thumbnails is not None:
-            data["thumb"] = [thumbnail_uri(p) for p in g.thumbnails]
+            cols = int(np.ceil(np.sqrt(n)))
+            data["tx"] = (np.arange(n) % cols * 64).astype(np.int32)
+            data["ty"] = (np.arange(n) // cols * 64).astype(np.int32)
+    if g.pair is not None:
+        data["pair"] = np.asarray(g.pair, dtype=np.int32)
+    data.update(fill=np.full(n, rgba(color), np.uint32), fa=np.full(n, 0.55, np.float32),
+                sz=np.full(n, 16 if g.kind == "prompt" else 7, np.float32),
+                la=np.zeros(n, np.float32))  # fmt: skip
     return data
 
 
-_UPDATE_JS = """
-const m = Math.max(0, model.options.indexOf(model.value));
-const v = view.active;
-let a = 0;
-for (let i = 0; i < alphas.length; i++) {
-  if (Math.abs(alphas[i] - slider.value) < Math.abs(alphas[a] - slider.value)) { a = i; }
-}
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
-let shown = null;
-for (const s of sources) {
-  const d = s.data;
-  d.x = d[`x_${m}_${v}_${a}`];
-  d.y = d[`y_${m}_${v}_${a}`];
-  if (`nid_${m}` in d) {
-    for (const col of scores) { d[col] = d[`${col}_${m}_${a}`]; }
-    d.near_id = d[`nid_${m}`];
-    d.near_neg = d[`nneg_${m}`];
-    if (s.selected.indices.length > 0) { shown = [s, s.selected.indices[0]]; }
-  }
-  s.change.emit();
-}
-if (shown === null) {
-  details.text = "<i>Tap an image to list its nearest ID prompts and negative labels.</i>";
-} else {
-  const [s, i] = shown;
-  const d = s.data;
-  const img = ("thumb" in d) ? `<img src="${d.thumb[i]}" width="96" height="96" style="image-rendering:pixelated;float:left;margin-right:8px">` : "";
-  const sc = scores.map((c, k) => `${labels[k]} ${Number(d[c][i]).toFixed(3)}`).join(" · ");
-  details.text = `${img}<b>${esc(d.group[i])}</b>: ${esc(d.label[i])}<br>${esc(model.value)}, α = ${alphas[a]}<br>${sc}` +
-    `<br style="clear:both"><b>nearest ID prompts</b>: ${esc(d.near_id[i])}` +
-    `<br><b>nearest negative labels</b>: ${esc(d.near_neg[i])}`;
-}
-"""
+def _tooltip(g: Group, atlas: tuple[str, int] | None) -> str:
+    """The hover template of one group: its sprite sheet cropped at the point's ``tx, ty``, its
+    label, and for images ``%SCORE% @score`` (the page's script names the score coloured)."""
+    img = ""
+    if atlas is not None:
+        uri, cols = atlas
+        rows = int(np.ceil(len(g.labels) / cols))
+        img = (f'<div style="width:64px;height:64px;image-rendering:pixelated;background:url({uri}) '
+               f'-@tx{{0}}px -@ty{{0}}px / {cols * 64}px {rows * 64}px no-repeat"></div>')  # fmt: skip
+    score = "<div>%SCORE% @score{0.000}</div>" if g.is_image else ""
+    return f"<div style='max-width:220px'>{img}<div><b>{html.escape(g.name)}</b>: @label</div>{score}</div>"
 
-_SUMMARY_JS = """
-const summary = {groups: {}, models: model.options.length, alphas: alphas.length,
-                 root_views: Bokeh.index ? Object.keys(Bokeh.index).length : 0};
-for (let k = 0; k < sources.length; k++) { summary.groups[names[k]] = sources[k].data.x.length; }
-const write = () => {
-  let el = document.getElementById("explorer-summary");
-  if (el === null) {
-    el = document.createElement("script");
-    el.type = "application/json";
-    el.id = "explorer-summary";
-    document.body.appendChild(el);
-  }
-  el.textContent = JSON.stringify(summary);
-};
-write();
-if (window.location.hash === "#selftest") {
-  // Drive the controls as a user would: last model, gap view, largest alpha, tap an image.
-  // Callbacks run asynchronously, so read the result a moment later.
-  const s = sources.find((src) => "near_id" in src.data);
-  const m = model.options.length - 1, a = alphas.length - 1;
-  const before = s.data.x[0];
-  model.value = model.options[m];
-  view.active = 1;
-  slider.value = alphas[a];
-  s.selected.indices = [0];
-  setTimeout(() => {
-    summary.selftest = {group: s.name, x_before: before, x_after: s.data.x[0],
-                        x_expected: s.data[`x_${m}_1_${a}`][0], details: details.text};
-    write();
-  }, 500);
-}
-"""
+
+def _colorbar_alphas(alpha: float) -> dict[str, float]:
+    keys = ("scale_alpha", "bar_line_alpha", "major_label_text_alpha", "major_tick_line_alpha",
+            "minor_tick_line_alpha", "title_text_alpha", "border_line_alpha",
+            "background_fill_alpha")  # fmt: skip
+    return dict.fromkeys(keys, alpha)
+
 
 _PREAMBLE = """<script>
 window.explorerErrors = [];
@@ -207,126 +229,220 @@ window.explorerErrors = [];
     window.explorerErrors.push(String(msg));
     document.documentElement.setAttribute("data-explorer-errors", JSON.stringify(window.explorerErrors));
   };
-  window.addEventListener("error", function (e) { record(e.message || e); });
+  window.addEventListener("error", function (e) {
+    // a panel that grows as it is filled delays a resize notification: benign, not an error
+    if (String(e.message).startsWith("ResizeObserver loop")) { return; }
+    record(e.message || e);
+  });
   window.addEventListener("unhandledrejection", function (e) { record("unhandled rejection: " + e.reason); });
   const original = console.error;
   console.error = function () { record(Array.from(arguments).join(" ")); original.apply(console, arguments); };
 })();
-</script>"""
+</script>
+<script>{{ explorer_js | safe }}</script>"""
 
 _TEMPLATE = "{% block preamble %}" + _PREAMBLE + "{% endblock %}"
 
+_HELP = (
+    "Each model's embeddings: <b>joint PCA</b> (top two principal axes of all groups of the model "
+    "as trained), <b>gap direction</b> (x: ID image centroid minus ID prompt centroid; y: top "
+    "orthogonal principal axis) or, with several models, <b>shared PCA</b> (one set of axes for "
+    "all models, where <b>paths</b> join each image's positions under them, in model order). α "
+    "moves images by −α/2·g and texts by +α/2·g, then re-normalises (α = 1: the centroids meet). "
+    "<b>Colour by</b> a score: the threshold keeps the chosen share of the ID images shown "
+    "(score ≥ t) and outlines the OoD images it lets through. <b>Pairs</b> join each ID image to "
+    "its class prompt. <b>Search</b> highlights the points whose label contains the text. "
+    "Box-select or lasso (toolbar) to list points; tap an image for its nearest texts; click a "
+    "legend entry to hide a group."
+)
 
-def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
-                    alphas: Sequence[float], *, title: str = "cmakit embedding explorer"):  # fmt: skip
-    """The explorer as a Bokeh document: figure, controls, details panel, and a script that
-    writes the page's data summary once the document is ready.
 
-    Args:
-        groups: The layers of points, in drawing order (drawn first = bottom).
-        models: One entry per model; every model holds every group and view.
-        alphas: The gap-shift fractions of the coordinate frames, ascending.
-        title: The page's heading.
+def _renderers(fig, groups: Sequence[Group]):
+    """One scatter per group, styled by the columns the page's script rewrites."""
+    from bokeh.models import ColumnDataSource, Legend, LegendItem
 
-    Raises:
-        ValueError: no groups, models or alphas, duplicate group names, or coordinates whose
-            shape is not ``[len(alphas), n, 2]``.
-    """
-    from bokeh.document import Document
-    from bokeh.events import DocumentReady
-    from bokeh.layouts import column, row
-    from bokeh.models import (
-        ColumnDataSource,
-        CustomJS,
-        Div,
-        HoverTool,
-        RadioButtonGroup,
-        Select,
-        Slider,
-        TapTool,
-    )
-    from bokeh.plotting import figure
-
-    _check(groups, models, alphas)
-    alphas = [float(a) for a in alphas]
-    fig = figure(width=900, height=540, tools="pan,wheel_zoom,box_zoom,reset,save",
-                 active_scroll="wheel_zoom", title=title)  # fmt: skip
-    sources, image_renderers, text_renderers = [], [], []
-    n_ood = 0
+    renderers, items, n_ood = [], [], 0
     for g in groups:
-        src = ColumnDataSource(_source_data(g, models, alphas), name=g.name)
         if g.kind == "ood":
             color, marker = OOD_COLORS[n_ood % 6], OOD_MARKERS[n_ood % 6]
             n_ood += 1
         else:
             color = PALETTE[g.kind]
             marker = {"id": "circle", "prompt": "star", "neg": "triangle"}[g.kind]
-        size = 16 if g.kind == "prompt" else 7
-        r = fig.scatter("x", "y", source=src, marker=marker, size=size, color=color,
-                        fill_alpha=0.9 if g.kind == "prompt" else 0.55, line_alpha=0.9,
-                        legend_label=f"{g.name} ({len(g.labels)})")  # fmt: skip
-        (image_renderers if g.is_image else text_renderers).append(r)
-        sources.append(src)
-    thumbs = any(g.thumbnails is not None for g in groups if g.is_image)
-    img = ('<img src="@thumb" width="64" height="64" style="image-rendering:pixelated">'
-           if thumbs else "")  # fmt: skip
-    fig.add_tools(
-        HoverTool(renderers=image_renderers, tooltips=f"<div style='max-width:220px'>{img}"
-                  "<div><b>@group</b>: @label</div>"
-                  "<div>MCM @mcm{0.000} · NegLabel @neglabel{0.000}</div></div>"),
-        HoverTool(renderers=text_renderers, tooltips="<div><b>@group</b>: @label</div>"),
-        TapTool(renderers=image_renderers),
-    )  # fmt: skip
-    fig.legend.click_policy = "hide"
-    fig.legend.location = "top_left"
-    fig.add_layout(fig.legend[0], "right")
+        src = ColumnDataSource(name=g.name)
+        r = fig.scatter("x", "y", source=src, marker=marker, size="sz", fill_color="fill",
+                        fill_alpha="fa", line_color="black", line_alpha="la", line_width=1.2)  # fmt: skip
+        # the legend's swatch: one undrawn (NaN) point of scalar style; hiding it hides the group
+        swatch = fig.scatter(
+            [np.nan], [np.nan], marker=marker, size=10, color=color, fill_alpha=0.7
+        )
+        items.append(LegendItem(label=f"{g.name} ({len(g.labels)})", renderers=[swatch]))
+        renderers.append((r, src, color, swatch))
+    fig.add_layout(Legend(items=items, click_policy="hide"), "right")
+    return renderers
+
+
+def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
+                      alphas: Sequence[float], *, title: str = "cmakit embedding explorer",
+                      text_names: tuple[Sequence[str], Sequence[str]] = ((), ())):  # fmt: skip
+    """The explorer as a Bokeh document: figure, controls, side panels, and the page's script.
+
+    Args:
+        groups: The layers of points, in drawing order (drawn first = bottom).
+        models: One entry per model, in path order; every model holds every group, view and
+            score.
+        alphas: The gap-shift fractions of the coordinate frames, ascending.
+        title: The page's heading.
+        text_names: ``([K] ID prompt names, [M] negative-label words)`` that the nearest texts
+            of a tapped image are listed by (default: their row numbers).
+
+    Raises:
+        ValueError: no groups, models, alphas or scores, duplicate group names, models with
+            different scores, or coordinates whose shape is not ``[len(alphas), n, 2]``.
+    """
+    from bokeh.document import Document
+    from bokeh.events import DocumentReady
+    from bokeh.layouts import column, row
+    from bokeh.models import (
+        ColorBar,
+        ColumnDataSource,
+        CustomJS,
+        Div,
+        HoverTool,
+        LinearColorMapper,
+        RadioButtonGroup,
+        Select,
+        Slider,
+        Span,
+        TapTool,
+        TextInput,
+        Toggle,
+    )
+    from bokeh.palettes import Viridis256
+    from bokeh.plotting import figure
+
+    _check(groups, models, alphas)
+    alphas, views, scores = [float(a) for a in alphas], _views(models), list(models[0].scores)
+    fig = figure(width=900, height=560, title=title, output_backend="webgl",
+                 tools="pan,wheel_zoom,box_zoom,box_select,lasso_select,reset,save",
+                 active_scroll="wheel_zoom", active_drag="pan")  # fmt: skip
+    drawn = _renderers(fig, groups)
+    segments = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": []})
+    fig.segment(
+        "x0", "y0", "x1", "y1", source=segments, line_color=PALETTE["prompt"], line_alpha=0.35
+    )
+    paths_src = ColumnDataSource({"xs": [], "ys": [], "color": []})
+    fig.multi_line("xs", "ys", source=paths_src, line_color="color", line_width=1.5, line_alpha=0.8)
+    path_ends = ColumnDataSource({"x": [], "y": [], "color": []})
+    fig.scatter("x", "y", source=path_ends, marker="circle_dot", size=9, fill_color="color",
+                line_color="black")  # fmt: skip
+    # each sprite sheet is held once, by a model that both callbacks reference
+    atlases = ColumnDataSource({"group": [], "uri": [], "cols": [], "n": []})
+    hovers = []
+    for k, (g, (r, src, color, _)) in enumerate(zip(groups, drawn, strict=True)):
+        atlas = thumbnail_atlas(g.thumbnails) if g.is_image and g.thumbnails is not None else None
+        if atlas is not None:
+            for key, value in zip(atlases.data, (k, *atlas, len(g.labels)), strict=True):
+                atlases.data[key].append(value)
+        src.data = _source_data(g, models, alphas, color)
+        hovers.append(HoverTool(renderers=[r], tooltips=_tooltip(g, atlas)))
+    image_renderers = [r for g, (r, *_) in zip(groups, drawn, strict=True) if g.is_image]
+    fig.add_tools(*hovers, TapTool(renderers=image_renderers))
+    mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
+    # shown and hidden by its alphas: a change of visibility would lay the whole page out again
+    colorbar = ColorBar(color_mapper=mapper, width=10, title="score", **_colorbar_alphas(0.0))
+    fig.add_layout(colorbar, "right")
+
     model = Select(title="model", value=models[0].name, options=[m.name for m in models])
-    view = RadioButtonGroup(labels=list(VIEWS), active=0)
+    view = RadioButtonGroup(labels=views, active=0)
     a0 = alphas[int(np.argmin(np.abs(alphas)))]
     step = min(np.diff(alphas)) if len(alphas) > 1 else 1.0
     slider = Slider(title="gap closed post hoc, α", start=alphas[0], value=a0,
                     end=alphas[-1] if len(alphas) > 1 else alphas[0] + 1.0, step=float(step),
                     disabled=len(alphas) == 1)  # fmt: skip
-    details = Div(text="<i>Tap an image to list its nearest ID prompts and negative labels.</i>",
-                  width=900)  # fmt: skip
-    args = {"sources": sources, "model": model, "view": view, "slider": slider,
-            "alphas": alphas, "details": details, "scores": list(SCORES),
-            "labels": [score_label(c) for c in SCORES]}  # fmt: skip
-    update = CustomJS(args=args, code=_UPDATE_JS)
-    model.js_on_change("value", update)
-    view.js_on_change("active", update)
-    slider.js_on_change("value", update)
-    for src in sources:
+    labels = [score_label(s) for s in scores]
+    colour = Select(title="colour by", value="group", options=["group", *labels])
+    recall = Slider(title="threshold at ID recall", start=0.5, end=1.0, step=0.01, value=RECALL)
+    search = TextInput(
+        title="search (class, word, negative label)", placeholder="e.g. a class name"
+    )
+    pairs = Toggle(label="pairs: ID image → class prompt", active=False)
+    paths = Toggle(label="paths across models", active=False, disabled=len(models) < 2)
+    hist_fig = figure(width=380, height=240, title="scores", tools="", toolbar_location=None)
+    hist_sel = ColumnDataSource({"left": [], "right": [], "top": [], "bottom": []})
+    hist_rest = ColumnDataSource({"left": [], "right": [], "top": [], "bottom": []})
+    hist_fig.quad(
+        source=hist_rest,
+        left="left",
+        right="right",
+        top="top",
+        bottom="bottom",
+        fill_color="#999999",
+        fill_alpha=0.5,
+        line_alpha=0,
+        legend_label="rest",
+    )
+    hist_fig.quad(source=hist_sel, left="left", right="right", top="top", bottom="bottom",
+                  fill_color="#0072B2", fill_alpha=0.5, line_alpha=0, legend_label="selected")  # fmt: skip
+    hist_fig.legend.location = "top_left"
+    ctx_hist_items = list(hist_fig.legend[0].items)
+    span = Span(dimension="height", line_color="#D55E00", line_width=2, visible=False)
+    hist_fig.add_layout(span)
+    thresh_div, panel, details = Div(width=380), Div(width=380), Div(width=900)
+    ctx = {"sources": [d[1] for d in drawn], "names": [g.name for g in groups],
+           "kinds": [g.kind for g in groups], "colors": [d[2] for d in drawn],
+           "fills": [rgba(d[2]) for d in drawn],
+           "renderers": [d[0] for d in drawn], "swatches": [d[3] for d in drawn],
+           "model": model, "view": view, "slider": slider, "alphas": alphas, "views": views,
+           "shared_view": views.index(SHARED_VIEW) if SHARED_VIEW in views else -1,
+           "colour": colour, "recall": recall, "search": search, "pairs": pairs, "paths": paths,
+           "score_keys": scores, "score_labels": labels, "palette": [rgba(c) for c in Viridis256],
+           "colorbar_alphas": list(_colorbar_alphas(1.0)),
+           "mapper": mapper, "colorbar": colorbar, "segments": segments, "paths_src": paths_src, "path_ends": path_ends,
+           "hist_fig": hist_fig, "hist_items": ctx_hist_items, "hist_sel": hist_sel, "hist_rest": hist_rest, "span": span,
+           "thresh_div": thresh_div, "panel": panel, "details": details, "atlases": atlases,
+           "hovers": hovers, "n_models": len(models), "max_paths": MAX_PATHS,
+           "path_default": DEFAULT_PATHS, "max_thumbs": MAX_THUMBS,
+           "id_names": list(text_names[0]), "neg_names": list(text_names[1])}  # fmt: skip
+    call = "{" + ", ".join(ctx) + "}"
+    update = CustomJS(args=ctx, code=f"cmakitExplorer.update({call}, cb_obj);")
+    for widget, attr in [(model, "value"), (view, "active"), (slider, "value"), (colour, "value"),
+                         (recall, "value"), (search, "value"), (search, "value_input"),
+                         (pairs, "active"), (paths, "active")]:  # fmt: skip
+        widget.js_on_change(attr, update)
+    for src in ctx["sources"]:
         src.selected.js_on_change("indices", update)
-    help_text = Div(width=900, text=(
-        "Each model's embeddings: <b>joint PCA</b> (top two principal axes of all groups of the "
-        "model as trained) or <b>gap direction</b> (x: ID image centroid minus ID prompt "
-        "centroid; y: top orthogonal principal axis). α moves images by −α/2·g and texts by "
-        "+α/2·g, then re-normalises (α = 1: the centroids meet); the axes stay fixed. Click a "
-        "legend entry to hide a group."))  # fmt: skip
-    layout = column(help_text, row(model, view, slider), fig, details)
-    summary = CustomJS(args={**args, "names": [g.name for g in groups]}, code=_SUMMARY_JS)
+    layout = row(
+        column(Div(text=_HELP, width=900), row(model, view, slider), row(colour, recall, search),
+               row(pairs, paths), fig, details),
+        column(thresh_div, hist_fig, panel),
+    )  # fmt: skip
     doc = Document(title=title)
     doc.add_root(layout)
-    doc.js_on_event(DocumentReady, summary)
+    doc.js_on_event(DocumentReady, CustomJS(args=ctx, code=f"cmakitExplorer.init({call});"))
     return doc
 
 
 def explorer_html(groups: Sequence[Group], models: Sequence[ModelPoints],
-                  alphas: Sequence[float], *, title: str = "cmakit embedding explorer") -> str:  # fmt: skip
-    """The explorer as one self-contained HTML page (Bokeh's JavaScript and CSS inlined)."""
+                  alphas: Sequence[float], *, title: str = "cmakit embedding explorer",
+                  text_names: tuple[Sequence[str], Sequence[str]] = ((), ())) -> str:  # fmt: skip
+    """The explorer as one self-contained HTML page (Bokeh's JavaScript and CSS inlined); the
+    arguments are :func:`explorer_document`'s."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
-    doc = explorer_document(groups, models, alphas, title=title)
-    return file_html(doc, INLINE, title=title, template=_TEMPLATE)
+    doc = explorer_document(groups, models, alphas, title=title, text_names=text_names)
+    script = resources.files("cmakit.report").joinpath("explorer.js").read_text(encoding="utf-8")
+    return file_html(doc, INLINE, title=title, template=_TEMPLATE,
+                     template_variables={"explorer_js": script})  # fmt: skip
 
 
 def write_explorer(path: str | os.PathLike, groups: Sequence[Group],
                    models: Sequence[ModelPoints], alphas: Sequence[float], *,
-                   title: str = "cmakit embedding explorer") -> Path:  # fmt: skip
+                   title: str = "cmakit embedding explorer",
+                   text_names: tuple[Sequence[str], Sequence[str]] = ((), ())) -> Path:  # fmt: skip
     """Write :func:`explorer_html` atomically to ``path`` (e.g. ``figures/explorer.html``)."""
-    page = explorer_html(groups, models, alphas, title=title)
+    page = explorer_html(groups, models, alphas, title=title, text_names=text_names)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return Path(path)
