@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "build_world": "cmakit.data.world",
     "world_config": "cmakit.data.world",
     "pretrain_clip": "cmakit.engine.pretrain",
+    # does a reproduction agree with the reference?
+    "compare_runs": "cmakit.pipeline.compare",
     # configuration
     "from_dict": "cmakit.common.strict_config",
     "ConfigError": "cmakit.common.strict_config",

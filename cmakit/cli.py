@@ -1,4 +1,5 @@
-"""Command line of the paper path: ``python -m cmakit train|mine|embed|evaluate`` (also torchrun).
+"""Command line: ``python -m cmakit train|mine|embed|evaluate`` (the paper path, also torchrun)
+and ``python -m cmakit compare RUN [REFERENCE]`` (whether a reproduction agrees).
 
 This module parses and dispatches only; what each command does, and the dataclass of its
 settings, live in :mod:`cmakit.pipeline.commands`.
@@ -13,6 +14,7 @@ each setting; the values go through :func:`cmakit.common.strict_config.from_dict
     python -m cmakit embed --model ViT-B-16 --checkpoint runs/cma/model.pt --out runs/cma/emb \\
         --imagenet /data/imagenet --mos /data/mos --negatives neg_labels.tsv
     python -m cmakit evaluate --embeddings runs/cma/emb --score neglabel --out metrics.json
+    python -m cmakit compare runs/cpu        # exit 0: agrees with docs/reference/cpu.json
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import typing
 from typing import Any, Literal
 
 from cmakit.common.strict_config import from_dict
-from cmakit.pipeline.commands import EmbedRun, EvaluateRun, MineRun, TrainRun
+from cmakit.pipeline.commands import CompareRun, EmbedRun, EvaluateRun, MineRun, TrainRun
+from cmakit.pipeline.compare import ProfileMismatch
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(p, EmbedRun, title="embedding")
     p = sub.add_parser("evaluate", help="MCM / NegLabel metrics from cached embeddings")
     add_dataclass_flags(p, EvaluateRun, title="evaluation")
+    p = sub.add_parser("compare", help="does a run agree with the reference? (exit 0 yes, 1 no)",
+                       description="Print every headline number of RUN beside the reference's "
+                       "with its tolerance; exit 0 when all agree, 1 when one does not, 2 when "
+                       "the reference is of another profile.")  # fmt: skip
+    helps = _field_help(CompareRun)
+    p.add_argument("run", help=helps["run"])
+    p.add_argument("reference", nargs="?", default=None, help=helps["reference"])
+    p.add_argument("--k", type=float, default=CompareRun.k, help=helps["k"])
     return parser
 
 
@@ -113,13 +124,17 @@ def main(argv: list[str] | None = None) -> int:
             "mine": (MineRun,),
             "embed": (EmbedRun,),
             "evaluate": (EvaluateRun,),
+            "compare": (CompareRun,),
         }
         for cls in configs[ns.command]:
             _take(cls, ns)
     except ValueError as err:
         parser.error(str(err))
     try:
-        _run(ns)
+        return _run(ns)
+    except ProfileMismatch as err:  # nothing can be compared: a usage error
+        print(f"cmakit compare: error: {err}", file=sys.stderr)
+        return 2
     except USER_ERRORS as err:
         if ns.debug:
             raise
@@ -127,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cmakit {ns.command}: error: {text}\n(a problem with the input, not a bug in "
               "cmakit; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
         return 1
-    return 0
 
 
 #: Errors that mean "the input is wrong" (missing or corrupt files, bad values, a diverged run):
@@ -136,7 +150,8 @@ USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueErro
                FloatingPointError)  # fmt: skip
 
 
-def _run(ns: argparse.Namespace) -> None:
+def _run(ns: argparse.Namespace) -> int:
+    """Run the command; its exit status (``compare``: 0 agrees, 1 disagrees)."""
     from cmakit.engine.trainer import TrainConfig
     from cmakit.pipeline import commands
 
@@ -146,5 +161,10 @@ def _run(ns: argparse.Namespace) -> None:
         commands.run_mine(_take(MineRun, ns))
     elif ns.command == "embed":
         commands.run_embed(_take(EmbedRun, ns))
-    else:
+    elif ns.command == "evaluate":
         commands.run_evaluate(_take(EvaluateRun, ns))
+    else:
+        comparison = commands.run_compare(_take(CompareRun, ns))
+        print(comparison.text())
+        return comparison.exit_code
+    return 0

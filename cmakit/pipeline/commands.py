@@ -1,5 +1,6 @@
-"""The commands of the paper path (ImageNet-1k vs MOS / OpenOOD): ``train``, ``mine``, ``embed``
-and ``evaluate``, each with the dataclass of its settings (the command line's flags).
+"""The commands of the command line: ``train``, ``mine``, ``embed`` and ``evaluate`` of the paper
+path (ImageNet-1k vs MOS / OpenOOD) and ``compare`` of any run, each with the dataclass of its
+settings (the command line's flags).
 
 ``train`` fine-tunes on the ImageNet train split with class prompts (also under torchrun).
 
@@ -153,6 +154,40 @@ class EvaluateRun:
     convention: Literal["id_positive", "ood_positive"] = "id_positive"
     estimator: Literal["trapezoid", "ap"] = "trapezoid"
     out: str = "metrics.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareRun:
+    """Which run to compare with which reference (see :mod:`cmakit.pipeline.compare`).
+
+    Attributes:
+        run: Run folder (or its summary.json) of the reproduction.
+        reference: Reference document, run folder or summary.json; default: the kit's
+            docs/reference/<profile>.json, or the paper's tables for a paper run.
+        k: Tolerance = max(k x the reference's std over seeds, a floor); 3 by default.
+    """
+
+    run: str
+    reference: str | None = None
+    k: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (self.k > 0 and np.isfinite(self.k)):
+            raise ValueError(f"k={self.k!r}: the multiple of the seeds' std must be > 0.")
+
+
+def run_compare(run: CompareRun) -> Any:
+    """``compare``: the run's headline numbers beside the reference's.
+
+    Returns:
+        The :class:`cmakit.pipeline.compare.Comparison` (``.text()`` to print, ``.exit_code``).
+
+    Raises:
+        cmakit.pipeline.compare.ProfileMismatch: the reference is of another profile.
+    """
+    from cmakit.pipeline.compare import compare_runs
+
+    return compare_runs(run.run, run.reference, k=run.k)
 
 
 def run_train(run: TrainRun, cfg: TrainConfig) -> dict[str, Any]:
