@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="does a run agree with the reference? (exit 0 yes, 1 no)",
                        description="Print every headline number of RUN beside the reference's "
                        "with its tolerance; exit 0 when all agree, 1 when one does not, 2 when "
-                       "the reference is of another profile.")  # fmt: skip
+                       "nothing can be compared (a reference of another profile, a missing or "
+                       "unreadable file).")  # fmt: skip
     helps = _field_help(CompareRun)
     p.add_argument("run", help=helps["run"])
     p.add_argument("reference", nargs="?", default=None, help=helps["reference"])
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"cmakit {ns.command}: error: {text}\n(a problem with the input, not a bug in "
               "cmakit; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
-        return 1
+        return 2 if ns.command == "compare" else 1  # compare's 1 means "disagrees" only
 
 
 #: Errors that mean "the input is wrong" (missing or corrupt files, bad values, a diverged run):

@@ -290,7 +290,8 @@ def describe_machine(made_by: Mapping[str, Any]) -> str:
     return (f"{machine.get('cpu', 'unknown CPU')} ({machine.get('cores', '?')} cores, "
             f"{machine.get('arch', '?')}), {machine.get('platform', '?')}, python "
             f"{made_by.get('python', '?')}, {packages}"
-            + (f", cmakit {commit[:12]}" if commit else ""))  # fmt: skip
+            + (f", cmakit {commit[:12]}" if commit else "")
+            + (" with uncommitted changes" if made_by.get("git_dirty") else ""))  # fmt: skip
 
 
 def format_rows(rows: tuple[Row, ...] | list[Row]) -> list[str]:

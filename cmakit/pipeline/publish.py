@@ -109,8 +109,14 @@ def reference_document(run_dir: Path) -> dict[str, Any]:
               if (run_dir / "tables" / f"{name}.md").is_file()}  # fmt: skip
     return {"kind": REFERENCE_KIND, "format": REFERENCE_FORMAT, "profile": summary["profile"],
             "created": datetime.date.today().isoformat(), "made_by": machine_of(run_dir),
-            "config": read_json(run_dir / "config.json")["config"], "summary": summary,
+            "config": _portable(read_json(run_dir / "config.json")["config"]), "summary": summary,
             "tables": tables}  # fmt: skip
+
+
+def _portable(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's configuration without the paths of the machine that made it (run folder,
+    cache): they change no number and mean nothing elsewhere."""
+    return {k: v for k, v in config.items() if k not in ("run_dir", "cache_dir")}
 
 
 def write_reference(run_dir: Path, docs: Path, *, figures: bool | None = None) -> Path:
@@ -232,15 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", type=Path, metavar="RUN",
                    help="first write docs/reference/<profile>.json from this run folder")  # fmt: skip
-    p.add_argument("--profile", default=README_PROFILE,
-                   help=f"the reference to publish (default: {README_PROFILE}, the README's)")  # fmt: skip
+    p.add_argument("--profile", default=None,
+                   help=f"the reference whose docs/results_<profile>.md to write (default: "
+                   f"{README_PROFILE}, the README's; with --reference, only when named)")  # fmt: skip
     p.add_argument("--to", type=Path, default=PROJECT_ROOT / "docs")
     args = p.parse_args(argv)
     try:
         if args.reference is not None:
             path = write_reference(args.reference, args.to)
             print(f"wrote {path}")
-            args.profile = read_json(path)["profile"]
+            made = read_json(path)["profile"]
+            if args.profile is None and made != README_PROFILE:
+                return 0  # the README shows the cpu profile; other references feed `compare`
+            args.profile = args.profile or made
+        args.profile = args.profile or README_PROFILE
         reference = args.to / "reference" / f"{args.profile}.json"
         if not reference.is_file():
             p.error(f"{reference} not found: make it from a finished run with `python -m "
