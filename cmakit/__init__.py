@@ -63,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "pretrain_clip": "cmakit.engine.pretrain",
     # the embedding explorer
     "explore": "cmakit.pipeline.explore",
+    # does a reproduction agree with the reference?
+    "compare_runs": "cmakit.pipeline.compare",
     # configuration
     "from_dict": "cmakit.common.strict_config",
     "ConfigError": "cmakit.common.strict_config",

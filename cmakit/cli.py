@@ -1,5 +1,6 @@
-"""Command line of the paper path: ``python -m cmakit train|mine|embed|evaluate|explore`` (also
-torchrun).
+"""Command line: ``python -m cmakit train|mine|embed|evaluate`` (the paper path, also torchrun),
+``python -m cmakit explore PATH`` (the explorer page of any embeddings) and
+``python -m cmakit compare RUN [REFERENCE]`` (whether a reproduction agrees).
 
 This module parses and dispatches only; what each command does, and the dataclass of its
 settings, live in :mod:`cmakit.pipeline.commands`.
@@ -15,6 +16,7 @@ each setting; the values go through :func:`cmakit.common.strict_config.from_dict
         --imagenet /data/imagenet --mos /data/mos --negatives neg_labels.tsv
     python -m cmakit evaluate --embeddings runs/cma/emb --score neglabel --out metrics.json
     python -m cmakit explore runs/cma/emb --out explorer.html
+    python -m cmakit compare runs/cpu        # exit 0: agrees with docs/reference/cpu.json
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ import typing
 from typing import Any, Literal
 
 from cmakit.common.strict_config import from_dict
-from cmakit.pipeline.commands import EmbedRun, EvaluateRun, ExploreRun, MineRun, TrainRun
+from cmakit.pipeline.commands import (
+    CompareRun,
+    EmbedRun,
+    EvaluateRun,
+    ExploreRun,
+    MineRun,
+    TrainRun,
+)
+from cmakit.pipeline.compare import ProfileMismatch
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="an interactive page of any embeddings: scores, "
                        "threshold, selections, pairs, paths across models, search")  # fmt: skip
     add_dataclass_flags(p, ExploreRun, title="explorer", positional=("path",))
+    p = sub.add_parser("compare", help="does a run agree with the reference? (exit 0 yes, 1 no)",
+                       description="Print every headline number of RUN beside the reference's "
+                       "with its tolerance; exit 0 when all agree, 1 when one does not, 2 when "
+                       "nothing can be compared (a reference of another profile, a missing or "
+                       "unreadable file).")  # fmt: skip
+    helps = _field_help(CompareRun)
+    p.add_argument("run", help=helps["run"])
+    p.add_argument("reference", nargs="?", default=None, help=helps["reference"])
+    p.add_argument("--k", type=float, default=CompareRun.k, help=helps["k"])
     return parser
 
 
@@ -129,21 +148,24 @@ def main(argv: list[str] | None = None) -> int:
             "embed": (EmbedRun,),
             "evaluate": (EvaluateRun,),
             "explore": (ExploreRun,),
+            "compare": (CompareRun,),
         }
         for cls in configs[ns.command]:
             _take(cls, ns)
     except ValueError as err:
         parser.error(str(err))
     try:
-        _run(ns)
+        return _run(ns)
+    except ProfileMismatch as err:  # nothing can be compared: a usage error
+        print(f"cmakit compare: error: {err}", file=sys.stderr)
+        return 2
     except USER_ERRORS as err:
         if ns.debug:
             raise
         text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"cmakit {ns.command}: error: {text}\n(a problem with the input, not a bug in "
               "cmakit; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
-        return 1
-    return 0
+        return 2 if ns.command == "compare" else 1  # compare's 1 means "disagrees" only
 
 
 #: Errors that mean "the input is wrong" (missing or corrupt files, bad values, a diverged run):
@@ -152,7 +174,8 @@ USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueErro
                FloatingPointError)  # fmt: skip
 
 
-def _run(ns: argparse.Namespace) -> None:
+def _run(ns: argparse.Namespace) -> int:
+    """Run the command; its exit status (``compare``: 0 agrees, 1 disagrees)."""
     from cmakit.engine.trainer import TrainConfig
     from cmakit.pipeline import commands
 
@@ -164,5 +187,10 @@ def _run(ns: argparse.Namespace) -> None:
         commands.run_embed(_take(EmbedRun, ns))
     elif ns.command == "evaluate":
         commands.run_evaluate(_take(EvaluateRun, ns))
-    else:
+    elif ns.command == "explore":
         commands.run_explore(_take(ExploreRun, ns))
+    else:
+        comparison = commands.run_compare(_take(CompareRun, ns))
+        print(comparison.text())
+        return comparison.exit_code
+    return 0

@@ -147,3 +147,55 @@ def test_id_subsets_survive_save_load_and_unreadable_images(tmp_path):
 def test_settings_refuse_a_subset_of_an_unknown_group():
     with pytest.raises(ValueError, match=r"id_subsets names groups \['near'\]"):
         ScoreSettings(groups={"far": ["x"]}, id_subsets={"near": OPENOOD_ID_SUBSET})
+
+
+@pytest.mark.slow
+def test_evaluate_measures_openood_against_openood_id_list_and_mos_against_all(tmp_path):
+    """`embed` records the rows of OpenOOD's ID list (fixture tree: every other class's val
+    image); `evaluate` scores OpenOOD's sets against them and MOS against the full val."""
+    import json
+
+    import open_clip
+    from _cmakit_tiny import TOK_NAME, register_tiny
+
+    from cmakit import cli
+    from cmakit.core.metrics import auroc
+    from cmakit.data.fixtures import write_paper_tree
+    from cmakit.models.weights import save_model
+    from cmakit.pipeline.commands import load_bundle
+
+    register_tiny()
+    roots = write_paper_tree(tmp_path / "data", per_ood_set=6, size=12)
+    save_model(open_clip.create_model(TOK_NAME), tmp_path / "init.pt", name=TOK_NAME)
+    emb = tmp_path / "emb"
+    assert cli.main(["embed", "--model", TOK_NAME, "--pretrained", str(tmp_path / "init.pt"),
+                     "--out", str(emb), "--imagenet", str(roots["imagenet"]), "--mos",
+                     str(roots["mos"]), "--openood", str(roots["openood"]), "--ood-sets",
+                     "openood-ninco,openood-textures,mos-SUN", "--num-workers", "0",
+                     "--device", "cpu", "--batch-size", "500"]) == 0  # fmt: skip
+    manifest = json.loads((emb / "embeddings.json").read_text())
+    assert manifest["id_subsets"][OPENOOD_ID_SUBSET] == list(range(0, 1000, 2))
+
+    out = tmp_path / "mcm.json"
+    assert (
+        cli.main(["evaluate", "--embeddings", str(emb), "--score", "mcm", "--out", str(out)]) == 0
+    )
+    got = json.loads(out.read_text())
+    bundle, _ = load_bundle(emb, need_negatives=False)
+    id_all = mcm_score(bundle.id_images, bundle.id_texts)
+    openood_ids = id_all[0::2]
+    for name in ("openood-ninco", "openood-textures"):
+        ood = mcm_score(bundle.ood[name], bundle.id_texts)
+        assert got["per_set"][name]["auroc"] == pytest.approx(auroc(openood_ids, ood))
+    sun = mcm_score(bundle.ood["mos-SUN"], bundle.id_texts)
+    assert got["per_set"]["mos-SUN"]["auroc"] == pytest.approx(auroc(id_all, sun))
+    assert got["id_sets"]["near"].startswith("OpenOOD v1.5's ID list")
+    assert got["id_sets"]["mos"] == "ImageNet-1k val (all images)"
+    assert got["id_subset_sizes"] == {OPENOOD_ID_SUBSET: 500}
+
+    # embeddings without the rows (an older cmakit) are refused, not scored against all of val
+    del manifest["id_subsets"]
+    (emb / "embeddings.json").write_text(json.dumps(manifest))
+    assert cli.main(["evaluate", "--embeddings", str(emb), "--score", "mcm", "--out",
+                     str(tmp_path / "old.json")]) == 1  # fmt: skip
+    assert not (tmp_path / "old.json").exists()

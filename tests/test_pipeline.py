@@ -265,21 +265,71 @@ def test_multi_gpu_fine_tuning_command_round_trips_through_the_cli(tmp_path):
     )  # fmt: skip
 
 
-def test_ablation_metrics_average_the_sets_and_keep_the_groups():
+def test_ablation_metrics_average_per_group_never_over_every_set():
+    """Paper-shaped record: near (2 sets), far (3) and MOS (4), each mean against its own ID set.
+    The columns are the group means; the one-axis column weights each group once, where a mean
+    over the nine sets would weight MOS 4/9 (0.3625 here instead of 0.4)."""
     from cmakit.pipeline.steps import ablation_metrics
 
-    ood = {
-        "a": {"fpr95": 0.2, "auroc": 0.9},
-        "b": {"fpr95": 0.4, "auroc": 0.7},
-        "far_mean": {"fpr95": 0.4, "auroc": 0.7},
-    }
+    sets = {"near": (0.2, 0.2), "far": (0.4, 0.4, 0.4), "mos": (0.6, 0.6, 0.6, 0.6)}
+    ood: dict = {}
+    for group, values in sets.items():
+        ood.update({f"{group}{i}": {"fpr95": v, "auroc": 1 - v} for i, v in enumerate(values)})
+        ood[f"{group}_mean"] = {"fpr95": values[0], "auroc": 1 - values[0]}
     record = {"id_accuracy": 0.8, "modality_gap": 0.5, "ood": {"mcm": ood, "neglabel": ood}}
     row = ablation_metrics(record)
-    assert row["neglabel_fpr95"] == pytest.approx(0.3) and row["mcm_auroc"] == pytest.approx(0.8)
-    assert row["neglabel_far_auroc"] == 0.7 and row["id_accuracy"] == 0.8
+    assert row["neglabel_near_fpr95"] == 0.2 and row["mcm_mos_auroc"] == pytest.approx(0.4)
+    assert row["neglabel_fpr95"] == pytest.approx(0.4)  # (0.2 + 0.4 + 0.6) / 3, not 0.3625
+    assert row["mcm_auroc"] == pytest.approx(0.6) and row["id_accuracy"] == 0.8
+    groups = ("", "near_", "far_", "mos_")
     assert set(row) == {"id_accuracy", "modality_gap"} | {
-        f"{s}_{g}{m}" for s in ("mcm", "neglabel") for g in ("", "far_") for m in ("fpr95", "auroc")
+        f"{s}_{g}{m}" for s in ("mcm", "neglabel") for g in groups for m in ("fpr95", "auroc")
     }
+    with pytest.raises(ValueError, match="no group means"):
+        ablation_metrics({**record, "ood": {"mcm": {"a": ood["near0"]}, "neglabel": ood}})
+
+
+def test_a_changed_data_folder_reruns_the_paper_notebooks(tmp_path, monkeypatch):
+    """The key of an executed paper notebook covers what its data folders hold: an image list's
+    bytes, a file added, a file's size or time; the embedded world has no data folders."""
+    import os
+
+    from cmakit.pipeline.config import resolve
+
+    lists = tmp_path / "openood" / "benchmark_imglist" / "imagenet"
+    lists.mkdir(parents=True)
+    (lists / "test_ninco.txt").write_text("ninco/a.png -1\n")
+    image = tmp_path / "imagenet" / "val" / "n01440764" / "ILSVRC2012_val_00000001.JPEG"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"x" * 10)
+    (tmp_path / "mos").mkdir()
+    monkeypatch.setenv("CMAKIT_MOS", str(tmp_path / "mos"))  # a root from the environment
+    cfg = resolve(profile="paper", imagenet_root=str(tmp_path / "imagenet"),
+                  openood_root=str(tmp_path / "openood"))  # fmt: skip
+    params = {"run_dir": "r", "profile": "paper", "overrides": {}}
+
+    def key() -> str:
+        return runner.notebook_key("03_embed.ipynb", params, runner.data_key(cfg))
+
+    first = key()
+    assert key() == first and set(runner.data_key(cfg)) == {"imagenet", "mos", "openood"}
+    stamp = os.stat(lists / "test_ninco.txt").st_mtime_ns
+    (lists / "test_ninco.txt").write_text("ninco/b.png -1\n")  # same size, time put back
+    os.utime(lists / "test_ninco.txt", ns=(stamp, stamp))
+    changed = [key()]
+    (tmp_path / "mos" / "SUN").mkdir()
+    (tmp_path / "mos" / "SUN" / "new.jpg").write_bytes(b"y")  # a file added
+    changed.append(key())
+    image.write_bytes(b"x" * 11)  # an image replaced
+    changed.append(key())
+    os.utime(image, ns=(1, 1))  # only its time
+    changed.append(key())
+    assert len({first, *changed}) == 5
+    smoke = resolve(profile="smoke")
+    assert runner.data_key(smoke) is None
+    assert runner.notebook_key("03_embed.ipynb", params) == runner.notebook_key(
+        "03_embed.ipynb", params, runner.data_key(smoke)
+    )
 
 
 def test_cluster_knobs_reach_the_torchrun_command(tmp_path):

@@ -1,14 +1,16 @@
-"""The commands of the paper path (ImageNet-1k vs MOS / OpenOOD): ``train``, ``mine``, ``embed``
-and ``evaluate``, and ``explore`` (the explorer page of any embeddings), each with the dataclass
-of its settings (the command line's flags).
+"""The commands of the command line: ``train``, ``mine``, ``embed`` and ``evaluate`` of the paper
+path (ImageNet-1k vs MOS / OpenOOD), ``explore`` (the explorer page of any embeddings) and
+``compare`` of any run, each with the dataclass of its settings (the command line's flags).
 
 ``train`` fine-tunes on the ImageNet train split with class prompts (also under torchrun).
 
 ``embed`` encodes the ID images, each OoD set, the ID prompts and the negative labels through
 :class:`cmakit.engine.embed.EmbeddingCache` and writes ``embeddings.json``, a manifest of the cache
-files and of the unreadable images per set. ``evaluate`` scores those arrays with MCM or
-NegLabel and writes one metrics JSON (fractions in [0, 1], convention and estimators named,
-per-set metrics and the means of OpenOOD's near / far groups and of MOS).
+files, of the unreadable images per set and, when OpenOOD is given, of the rows of the ID images
+that OpenOOD v1.5's own ID list names. ``evaluate`` scores those arrays with MCM or NegLabel and
+writes one metrics JSON (fractions in [0, 1], convention and estimators named, per-set metrics
+and the means of OpenOOD's near / far groups, measured against OpenOOD's ID list as in the
+paper's Table 2, and of MOS, measured against the full ImageNet val as in Table 1).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from cmakit.common.constants import MOS_SET_NAMES, PAPER_OOD_GROUPS, TEST_PROMPT, TRAIN_PROMPT
 from cmakit.common.io import write_json
 from cmakit.common.strict_config import to_dict
 from cmakit.data.paper import (
+    OPENOOD_ID_SUBSET,
     ImageFiles,
     PromptPairs,
     imagefolder_classnames,
@@ -30,8 +35,10 @@ from cmakit.data.paper import (
     imagenet_split,
     mos_dataset,
     openood_dataset,
+    openood_id_subset,
     resolve_root,
 )
+from cmakit.engine.bundle import surviving_rows
 from cmakit.engine.negatives import NegativeLabel
 from cmakit.engine.trainer import TrainConfig
 from cmakit.pipeline.embed_folder import MANIFEST, load_bundle
@@ -172,6 +179,40 @@ class ExploreRun:
     seed: int | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class CompareRun:
+    """Which run to compare with which reference (see :mod:`cmakit.pipeline.compare`).
+
+    Attributes:
+        run: Run folder (or its summary.json) of the reproduction.
+        reference: Reference document, run folder or summary.json; default: the kit's
+            docs/reference/<profile>.json, or the paper's tables for a paper run.
+        k: Tolerance = max(k x the reference's std over seeds, a floor); 3 by default.
+    """
+
+    run: str
+    reference: str | None = None
+    k: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (self.k > 0 and np.isfinite(self.k)):
+            raise ValueError(f"k={self.k!r}: the multiple of the seeds' std must be > 0.")
+
+
+def run_compare(run: CompareRun) -> Any:
+    """``compare``: the run's headline numbers beside the reference's.
+
+    Returns:
+        The :class:`cmakit.pipeline.compare.Comparison` (``.text()`` to print, ``.exit_code``).
+
+    Raises:
+        cmakit.pipeline.compare.ProfileMismatch: the reference is of another profile.
+    """
+    from cmakit.pipeline.compare import compare_runs
+
+    return compare_runs(run.run, run.reference, k=run.k)
+
+
 def run_train(run: TrainRun, cfg: TrainConfig) -> dict[str, Any]:
     """``train``: ImageNet train split with class prompts -> :func:`cmakit.engine.trainer.train`.
 
@@ -290,8 +331,8 @@ def run_embed(run: EmbedRun) -> dict[str, Any]:
     specs = [run.id_set] + [s.strip() for s in run.ood_sets.split(",") if s.strip()]
     key = paper_transform_key(model.visual.image_size)  # load_clip's test transform
     for spec in specs:
-        enc = cache.images(model, open_image_set(spec, run, preprocess, names),
-                           preprocessing=key, **opts)  # fmt: skip
+        data = open_image_set(spec, run, preprocess, names)
+        enc = cache.images(model, data, preprocessing=key, **opts)
         entry = str(cache.last_path.relative_to(out))
         manifest["bad_images"][spec], manifest["bad_paths"][spec] = (
             len(enc.bad_paths),
@@ -299,6 +340,9 @@ def run_embed(run: EmbedRun) -> dict[str, Any]:
         )
         if spec == run.id_set:
             manifest["id"] = entry
+            if run.openood is not None or any(s.startswith("openood-") for s in specs):
+                rows = openood_id_rows(run, data, enc.bad_paths)
+                manifest["id_subsets"] = {OPENOOD_ID_SUBSET: rows}
         else:
             manifest["ood"][spec] = entry
     prompts = [run.id_prompt.format(c) for c in names]
@@ -324,6 +368,26 @@ def run_embed(run: EmbedRun) -> dict[str, Any]:
     return manifest
 
 
+def openood_id_rows(run: EmbedRun, id_test: ImageFiles, bad_paths: list[str]) -> list[int]:
+    """Rows of the embedded ID images (``run.id_set``, ImageNet-1k val) that OpenOOD v1.5's ID
+    list names: the ID test set of OpenOOD's near and far groups (the paper's Table 2).
+
+    Args:
+        run: The embedding settings (``id_set`` must be ``imagenet-val``; ``openood`` its root).
+        id_test: The ID images as embedded (``open_image_set(run.id_set, ...)``).
+        bad_paths: ID images left out as unreadable (their rows do not exist).
+
+    Raises:
+        ValueError: the ID set is not ImageNet-1k val, or OpenOOD's list names images it lacks.
+    """
+    if run.id_set != "imagenet-val":
+        raise ValueError(f"OpenOOD's ID list names ImageNet-1k val images, but id_set is "
+                         f"{run.id_set!r}: embed OpenOOD sets with --id-set imagenet-val.")  # fmt: skip
+    rows = openood_id_subset(id_test, run.openood)
+    paths = [path for path, _ in id_test.samples]
+    return surviving_rows(rows, paths, bad_paths).tolist()
+
+
 def cli_groups(ood_sets: Iterable[str]) -> dict[str, list[str]]:
     """The paper profile's groups (near, far, mos) among the command line's set names.
 
@@ -341,14 +405,26 @@ def run_evaluate(run: EvaluateRun) -> dict[str, Any]:
     """Score cached embeddings with the one evaluator and write the metrics JSON; returns it.
 
     Reports each set and the mean of each group (OpenOOD's near and far, the MOS mean), never
-    one mean over MOS and OpenOOD sets together. Every set is measured against ``id_set``.
+    one mean over MOS and OpenOOD sets together. OpenOOD's sets are measured against OpenOOD's
+    ID list (the rows ``embed`` recorded; the paper's Table 2), every other set against every
+    image of ``id_set`` (Table 1); ``id_sets`` in the result says which, per group.
+
+    Raises:
+        ValueError: OpenOOD sets in embeddings that record no rows of OpenOOD's ID list.
     """
     from cmakit.engine.evaluate import ScoreSettings, id_accuracy, ood_results
+    from cmakit.pipeline.run_data import ID_SET_LABELS, PAPER_ID_SUBSETS
 
     bundle, man = load_bundle(run.embeddings, need_negatives=run.score == "neglabel")
     groups = cli_groups(bundle.ood)
+    subsets = {g: name for g, name in PAPER_ID_SUBSETS.items() if g in groups}
+    if subsets and OPENOOD_ID_SUBSET not in bundle.id_subsets:
+        raise ValueError(f"{Path(run.embeddings) / MANIFEST} records no rows of OpenOOD's ID "
+                         "list, against which OpenOOD's sets are measured: embed again with this "
+                         "cmakit into a fresh folder.")  # fmt: skip
     settings = ScoreSettings(neglabel_groups=run.groups, convention=run.convention,
-                             aupr_estimator=run.estimator, groups=groups)  # fmt: skip
+                             aupr_estimator=run.estimator, groups=groups,
+                             id_subsets=subsets)  # fmt: skip
     score = "neglabel_grouped" if run.score == "neglabel" and run.groups > 1 else run.score
     metrics = ood_results(bundle, settings, scores=(score,))[score] if bundle.ood else {}
     per_set = {k: v for k, v in metrics.items() if k in bundle.ood}
@@ -358,6 +434,8 @@ def run_evaluate(run: EvaluateRun) -> dict[str, Any]:
               "fpr95_estimator": settings.fpr95_estimator, "aupr_estimator": run.estimator,
               "units": "fraction", "id_set": man["id_set"], "id_accuracy": acc,
               "per_set": per_set, "group_sets": groups, "group_means": group_means,
+              "id_sets": {g: ID_SET_LABELS[subsets.get(g)] for g in groups},
+              "id_subset_sizes": {k: len(v) for k, v in bundle.id_subsets.items()},
               "bad_images": man["bad_images"], "bad_paths": man["bad_paths"],
               "embeddings": str(run.embeddings)}  # fmt: skip
     write_json(run.out, result)

@@ -56,6 +56,7 @@ def load_bundle(folder: str | Path, *, need_negatives: bool) -> tuple[EmbeddingB
     bundle = EmbeddingBundle(
         id_images=id_data["embeddings"], id_labels=id_data["labels"], id_texts=id_text,
         neg_texts=neg, logit_scale=float(man.get("logit_scale", 100.0)),
-        ood=ood,
+        ood=ood, id_subsets={name: np.asarray(rows, dtype=np.int64)
+                             for name, rows in man.get("id_subsets", {}).items()},
     )  # fmt: skip
     return bundle, man

@@ -134,8 +134,24 @@ def notebooks_to_run(cfg: RunConfig, only: list[str] | None) -> list[str]:
     return names
 
 
+def machine() -> dict[str, Any]:
+    """The machine a run is made on: CPU model, cores, architecture and platform (numbers are
+    deterministic on one machine, not across CPUs, so a reference names its own)."""
+    import platform
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(),
+            "platform": platform.platform()}  # fmt: skip
+
+
 def provenance() -> dict[str, Any]:
-    """Package versions and the git commit of the project (for the resolved-config file)."""
+    """Package versions, the machine and the git commit of the project (for the resolved-config
+    file)."""
     import platform
     import subprocess
     from importlib import metadata
@@ -173,6 +189,7 @@ def provenance() -> dict[str, Any]:
         commit, dirty = None, None
     return {
         "python": platform.python_version(),
+        "machine": machine(),
         "versions": versions,
         "git_commit": commit,
         "git_dirty": dirty,
@@ -189,12 +206,41 @@ def _package_digest() -> str:
                         for p in sorted(package.rglob("*.py"))})  # fmt: skip
 
 
-def notebook_key(name: str, params: dict[str, Any]) -> str:
-    """Fingerprint of what an executed notebook depends on: its source, its parameters and the
-    source of the cmakit package (products it reads are keyed by the same configuration)."""
+def data_roots(cfg: RunConfig) -> dict[str, str]:
+    """The data folders a run reads: the paper profile's ImageNet, MOS and OpenOOD roots (from
+    the configuration or their environment variables); none for the embedded world."""
+    if cfg.embedded:
+        return {}
+    from cmakit.data.paper import ENV_VARS
+
+    given = {"imagenet": cfg.imagenet_root, "mos": cfg.mos_root, "openood": cfg.openood_root}
+    roots = {kind: value or os.environ.get(ENV_VARS[kind], "") for kind, value in given.items()}
+    return {kind: value for kind, value in roots.items() if value}
+
+
+def data_key(cfg: RunConfig) -> dict[str, Any] | None:
+    """What the run's data folders hold (:func:`cmakit.common.io.tree_digest` of each root), so
+    that a changed data folder re-runs the notebooks; ``None`` for the embedded world."""
+    from cmakit.common.io import tree_digest
+
+    roots = data_roots(cfg)
+    if not roots:
+        return None
+    start = time.perf_counter()
+    key = {kind: tree_digest(root) for kind, root in sorted(roots.items())}
+    log.info("data folders listed in %.1f s: %s", time.perf_counter() - start,
+             ", ".join(f"{k} {v.get('files', 0):,} files" for k, v in key.items()))  # fmt: skip
+    return key
+
+
+def notebook_key(name: str, params: dict[str, Any], data: dict[str, Any] | None = None) -> str:
+    """Fingerprint of what an executed notebook depends on: its source, its parameters, the
+    source of the cmakit package (products it reads are keyed by the same configuration) and,
+    on the paper path, what its data folders hold (:func:`data_key`)."""
     from cmakit.common.io import file_digest, fingerprint
 
-    return fingerprint(name, file_digest(NOTEBOOK_DIR / name), params, _package_digest())
+    parts = [name, file_digest(NOTEBOOK_DIR / name), params, _package_digest()]
+    return fingerprint(*parts, *([data] if data is not None else []))
 
 
 def execute(
@@ -206,9 +252,9 @@ def execute(
     between them (:mod:`cmakit.pipeline.kernel`); otherwise each gets a new kernel. The first
     notebook executed pays the kernel's start-up and imports in its time.
 
-    A notebook already executed in the run folder with the same source, parameters and cmakit
-    code (:func:`notebook_key`, kept in ``notebooks/.<name>.key``) is not executed again unless
-    ``rerun``: an unchanged re-run only checks keys.
+    A notebook already executed in the run folder with the same source, parameters, cmakit
+    code and (paper path) data folders (:func:`notebook_key`, kept in ``notebooks/.<name>.key``)
+    is not executed again unless ``rerun``: an unchanged re-run only checks keys.
 
     Raises:
         SystemExit: when a notebook fails (after logging the cell's error and the notebook path).
@@ -224,11 +270,12 @@ def execute(
                  len(damaged))  # fmt: skip
         rerun = True
     params = {"run_dir": cfg.run_dir, "profile": cfg.profile, "overrides": profile_overrides(cfg)}
+    data = data_key(cfg)  # listed once per run, not once per notebook
     timings: dict[str, float] = {}
     env = {ENV_FILE: str(run_dir / PROGRESS_LOG)}
     with SharedKernel(PROJECT_ROOT, env, extra_arguments=KERNEL_ARGS, shared=shared_kernel) as kern:
         for name in names:
-            ran = _execute_one(cfg, name, names, params, kern, rerun=rerun)
+            ran = _execute_one(cfg, name, names, params, kern, rerun=rerun, data=data)
             if ran is not None:
                 timings[name.removesuffix(".ipynb")] = ran
     return timings
@@ -236,7 +283,7 @@ def execute(
 
 def _execute_one(
     cfg: RunConfig, name: str, names: list[str], params: dict[str, Any], kern: SharedKernel,
-    *, rerun: bool,
+    *, rerun: bool, data: dict[str, Any] | None = None,
 ) -> float | None:  # fmt: skip
     """Execute one notebook (see :func:`execute`); its wall seconds, or None when kept."""
     import papermill
@@ -246,9 +293,10 @@ def _execute_one(
     out_nb = run_dir / "notebooks" / name
     out_nb.parent.mkdir(parents=True, exist_ok=True)
     stamp = out_nb.parent / f".{name}.key"
-    key = notebook_key(name, {} if name in STANDALONE else params)
+    standalone = name in STANDALONE
+    key = notebook_key(name, {} if standalone else params, None if standalone else data)
     if not rerun and out_nb.is_file() and stamp.is_file() and stamp.read_text() == key:
-        log.info("%s is up to date (same notebook, parameters and code): kept", name)
+        log.info("%s is up to date (same notebook, parameters, code and data): kept", name)
         return None
     stamp.unlink(missing_ok=True)  # a partial notebook never looks complete
     log.info("running %s -> %s (progress: %s)", name, out_nb, run_dir / PROGRESS_LOG)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from cmakit.common.constants import PAPER_OOD_GROUPS
 
-__all__ = ["PAPER_SET_BLOCKS", "PAPER_SOURCE", "PAPER_TABLES", "paper_table"]
+__all__ = ["PAPER_ROWS", "PAPER_SET_BLOCKS", "PAPER_SOURCE", "PAPER_TABLES", "paper_table"]
 
 PAPER_SOURCE = (
     "Kim & Hwang, Enhanced OoD Detection through Cross-Modal Alignment of Multi-Modal "
@@ -50,6 +50,23 @@ PAPER_SET_BLOCKS: dict[str, dict[str, tuple[str, ...]]] = {
         "far": _FAR,
     },
 }
+
+
+#: (method, score, table) -> the paper's row of our model and score in that table (score None
+#: in Table 3, whose rows are models). Zero-shot is the baseline rows, as the paper prints them.
+PAPER_ROWS: dict[tuple[str, str | None, str], str] = {
+    ("zero_shot", "mcm", "table1_mos"): "MCM (zero-shot)",
+    ("zero_shot", "neglabel", "table1_mos"): "NegLabel",
+    ("zero_shot", "mcm", "table2_openood_v15"): "MCM",
+    ("zero_shot", "neglabel", "table2_openood_v15"): "NegLabel",
+    ("zero_shot", None, "table3_id_accuracy"): "ZS (MCM & NegLabel)",
+    **{(method, score, table): f"{label}_{score_label}"
+       for method, label in (("flyp", "FLYP"), ("cma", "CMA"))
+       for score, score_label in (("mcm", "MCM"), ("neglabel", "NegLabel"))
+       for table in ("table1_mos", "table2_openood_v15")},
+    ("flyp", None, "table3_id_accuracy"): "FLYP",
+    ("cma", None, "table3_id_accuracy"): "CMA",
+}  # fmt: skip
 
 
 def _resolve(name: str | int) -> str:

@@ -20,9 +20,8 @@ def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
     λ = 0 and λ = ``cfg.lam`` are the FLYP and CMA models of the same seed (same fingerprint).
 
     Returns:
-        ``{lam, seed, fingerprint, id_accuracy, modality_gap, <score>_<metric>,
-        <score>_<group>_<metric>}`` for the MCM and NegLabel scores (means over all OoD sets
-        and per group).
+        ``{lam, seed, fingerprint, wall_s}`` and the columns of :func:`ablation_metrics` (per
+        OoD group, and the mean of the group means).
     """
     key = products.metrics_key(cfg, float(lam), seed)
     path = Path(cfg.run_dir) / "metrics" / "ablation" / f"lam{lam:g}-seed{seed}-{key}.json"
@@ -39,17 +38,27 @@ def ablation_point(cfg: RunConfig, lam: float, seed: int) -> dict[str, Any]:
 
 
 def ablation_metrics(record: dict[str, Any]) -> dict[str, float]:
-    """The columns of an ablation row from a per-seed record: ``id_accuracy``,
-    ``modality_gap``, ``<score>_<metric>`` (mean over all OoD sets) and
-    ``<score>_<group>_<metric>`` for the MCM and NegLabel scores."""
+    """The columns of an ablation row from a per-seed record.
+
+    ``id_accuracy``, ``modality_gap`` and, for the MCM and NegLabel scores,
+    ``<score>_<group>_<metric>`` (FPR95, AUROC): the mean of each OoD group over its own sets,
+    each measured against the group's own ID test set (on the paper path OpenOOD's near and far
+    against OpenOOD's ID list, MOS against the full ImageNet val), never one mean over the sets
+    of several groups. ``<score>_<metric>`` is the mean of those group means, each group counted
+    once whatever its number of sets (notebook 6's one-axis view; read the group columns to see
+    where a λ helps).
+    """
     row = {"id_accuracy": record["id_accuracy"], "modality_gap": record["modality_gap"]}
     for score in ("mcm", "neglabel"):
         per = record["ood"][score]
-        sets = [k for k in per if not k.endswith("_mean")]
+        groups = [k.removesuffix("_mean") for k in per if k.endswith("_mean")]
+        if not groups:
+            raise ValueError(f"The record's {score} metrics have no group means (keys "
+                             f"{sorted(per)}); the run's configuration names no OoD groups.")  # fmt: skip
         for metric in ("fpr95", "auroc"):
-            row[f"{score}_{metric}"] = float(np.mean([per[s][metric] for s in sets]))
-            for group in (k for k in per if k.endswith("_mean")):
-                row[f"{score}_{group.removesuffix('_mean')}_{metric}"] = per[group][metric]
+            for group in groups:
+                row[f"{score}_{group}_{metric}"] = per[f"{group}_mean"][metric]
+            row[f"{score}_{metric}"] = float(np.mean([per[f"{g}_mean"][metric] for g in groups]))
     return row
 
 

@@ -1,0 +1,444 @@
+"""Whether a reproduction agrees with a reference: every headline number beside the reference's.
+
+The headline numbers of a run are, per method (zero-shot, FLYP, CMA), its ID accuracy, its
+modality gap and the FPR95 and AUROC of MCM, NegLabel and CSP per OoD group (near, far; MOS too
+on the paper path). A run number agrees with the reference's when
+
+    |run - reference| <= tolerance = max(K_STD * std over the reference's seeds, floor)
+
+with ``K_STD = 3`` and the floors of :data:`FLOORS` (1 percentage point for the fractions,
+0.01 for the gap). Why:
+
+* A run on another CPU rounds differently, and the rounding differences grow through training
+  like a change of seed does, so the seeds' spread is the yardstick. Two means over ``n`` seeds
+  differ by ``sigma * sqrt(2 / n)`` (0.8 sigma for the `cpu` profile's 3 seeds); the spread of
+  3 seeds is itself uncertain (it falls below half the true one about one time in five), so
+  3 reference stds keep a run whose seeds behave like the reference's inside the band at least
+  about nine times in ten, while a change of λ moves the CMA gap by many stds.
+* The seeds share the pretrained model and the world, and vary only fine-tuning and the
+  evaluation samples, so a CPU change that alters pretraining moves every seed together: the
+  zero-shot model's seed spread is near zero (NegLabel far AUROC ± 0.1 on `cpu`) while its
+  cross-CPU difference was 0.5 points (98.7 vs 99.2), and its gap 0.005 (0.231 vs 0.226, std
+  0.002). The floors cover that with a factor of two; with a one-seed reference (`smoke`) the
+  floors are the whole tolerance.
+* The tolerance comes from the reference only: the run under test cannot widen its own band.
+
+The comparison functions work on summary dicts (``summary.json``, :mod:`cmakit.report.summary`);
+:func:`compare_runs` reads the files. A reference document (``docs/reference/<profile>.json``,
+written by ``python -m cmakit.pipeline.publish --reference RUN``) holds a run's summary and
+tables with the machine and package versions that made it. A ``paper`` run is compared with the
+paper's Tables 1-3 instead, for information only: no verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from cmakit.common.constants import METHODS, MODEL_LABELS
+from cmakit.common.io import read_json
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Where the kit's reference of each embedded profile lives (``<profile>.json``).
+REFERENCE_DIR = PROJECT_ROOT / "docs" / "reference"
+#: What a reference document says it is (``kind``), and its format version.
+REFERENCE_KIND, REFERENCE_FORMAT = "cmakit reference", 1
+
+#: Tolerance = max(K_STD * the reference's std over seeds, FLOORS[unit]).
+K_STD = 3.0
+#: Smallest tolerance per unit: fractions (accuracy, FPR95, AUROC; 0.01 = 1 point) and the gap.
+FLOORS: dict[str, float] = {"fraction": 0.01, "gap": 0.01}
+#: Scores and metrics of the headline, in display order.
+HEADLINE_SCORES: dict[str, str] = {"mcm": "MCM", "neglabel": "NegLabel", "csp": "CSP"}
+HEADLINE_METRICS: dict[str, str] = {"fpr95": "FPR95", "auroc": "AUROC"}
+#: Configuration fields that change no number (not reported as differences).
+_NEUTRAL_FIELDS = frozenset({"run_dir", "device", "threads", "num_workers", "cache_dir"})
+
+Unit = Literal["fraction", "gap"]
+
+
+class ProfileMismatch(ValueError):
+    """The run and the reference are of different profiles (no number can be compared)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """One headline number of a summary.
+
+    Attributes:
+        label: What it is, in words ("CMA NegLabel far AUROC").
+        value: Mean over seeds (a fraction in [0, 1], or the gap's norm).
+        std: Standard deviation over seeds (0.0 for one seed).
+        unit: "fraction" (shown in percent) or "gap".
+    """
+
+    label: str
+    value: float
+    std: float
+    unit: Unit
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One number of the run beside the reference's.
+
+    Attributes:
+        label: What it is, in words.
+        unit: "fraction" or "gap".
+        run: The run's value (``None``: the run lacks it).
+        reference: The reference's value.
+        tolerance: The largest difference that agrees (``None``: informational, no verdict).
+    """
+
+    label: str
+    unit: Unit
+    run: float | None
+    reference: float
+    tolerance: float | None
+
+    @property
+    def diff(self) -> float | None:
+        """``run - reference`` (``None`` when the run lacks the number)."""
+        return None if self.run is None else self.run - self.reference
+
+    @property
+    def agrees(self) -> bool:
+        """Within the tolerance (a missing number never agrees)."""
+        if self.diff is None:
+            return False
+        return self.tolerance is None or abs(self.diff) <= self.tolerance
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A run's headline numbers beside a reference's.
+
+    Attributes:
+        run: Where the run's numbers come from (a path, or "run").
+        reference: Where the reference's come from.
+        profile: The profile of both.
+        rows: One per headline number of the reference.
+        verdict: Whether a verdict is given (``False`` for the paper's tables: information).
+        header: Lines about the reference and the tolerance, printed before the table.
+        notes: Lines about other differences (seeds, configuration), printed after it.
+    """
+
+    run: str
+    reference: str
+    profile: str
+    rows: tuple[Row, ...]
+    verdict: bool = True
+    header: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def disagreements(self) -> list[Row]:
+        """The rows outside their tolerance (none when no verdict is given)."""
+        return [r for r in self.rows if not r.agrees] if self.verdict else []
+
+    @property
+    def agrees(self) -> bool:
+        """Every headline number within its tolerance (always True without a verdict)."""
+        return not self.disagreements
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the run agrees (or no verdict is given), 1 otherwise."""
+        return 0 if self.agrees else 1
+
+    def text(self) -> str:
+        """The comparison as the command prints it: header, table, notes, verdict."""
+        lines = [f"run: {self.run}", f"reference: {self.reference}", *self.header, ""]
+        lines += format_rows(self.rows)
+        lines += ["", *self.notes] if self.notes else []
+        lines.append(self.verdict_line())
+        return "\n".join(lines)
+
+    def verdict_line(self) -> str:
+        """One line: agrees, or which numbers disagree and by how much."""
+        if not self.verdict:
+            return "no verdict: differences from the paper are shown for information."
+        bad = self.disagreements
+        if not bad:
+            return f"verdict: AGREES (all {len(self.rows)} headline numbers within tolerance)."
+        named = "; ".join(_describe(r) for r in bad)
+        return f"verdict: DISAGREES on {len(bad)} of {len(self.rows)} numbers: {named}."
+
+
+def tolerance(std: float, unit: Unit, *, k: float = K_STD) -> float:
+    """``max(k * std, FLOORS[unit])``: the largest run - reference difference that agrees."""
+    return max(k * float(std), FLOORS[unit])
+
+
+def headline_numbers(summary: Mapping[str, Any]) -> dict[str, Headline]:
+    """Every headline number of a summary, keyed ``method/quantity`` (``cma/neglabel/far/auroc``).
+
+    Per method: ``id_accuracy``, ``modality_gap`` and, for each score of
+    :data:`HEADLINE_SCORES` the method has, FPR95 and AUROC of each group's mean.
+
+    Raises:
+        ValueError: the summary has no methods or no groups (not a ``summary.json``).
+    """
+    methods = summary.get("methods") or {}
+    groups = list(summary.get("groups") or {})
+    if not methods or not groups:
+        raise ValueError("The summary has no methods or no OoD groups: is it a run's "
+                         "summary.json (cmakit.report.summary)?")  # fmt: skip
+    out: dict[str, Headline] = {}
+    for method in [m for m in METHODS if m in methods] + [m for m in methods if m not in METHODS]:
+        entry, name = methods[method], MODEL_LABELS.get(method, method)
+        out[f"{method}/id_accuracy"] = _headline(entry, "id_accuracy", f"{name} ID accuracy")
+        out[f"{method}/modality_gap"] = _headline(entry, "modality_gap", f"{name} gap", "gap")
+        for score, score_label in HEADLINE_SCORES.items():
+            for group in groups:
+                node = entry.get("ood", {}).get(score, {}).get(f"{group}_mean")
+                if node is None:
+                    continue
+                for metric, metric_label in HEADLINE_METRICS.items():
+                    label = f"{name} {score_label} {group} {metric_label}"
+                    out[f"{method}/{score}/{group}/{metric}"] = _headline(node, metric, label)
+    return out
+
+
+def _headline(node: Mapping[str, Any], key: str, label: str, unit: Unit = "fraction") -> Headline:
+    return Headline(label, float(node[key]), float(node.get(f"{key}_std", 0.0)), unit)
+
+
+def compare_summaries(
+    run: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    *,
+    k: float = K_STD,
+    run_name: str = "run",
+    reference_name: str = "reference",
+    made_by: Mapping[str, Any] | None = None,
+) -> Comparison:
+    """Compare a run's summary with a reference summary, number by number.
+
+    Args:
+        run: The run's ``summary.json``.
+        reference: The reference's summary (its seeds' spread sets the tolerances).
+        k: Multiple of the reference's std over seeds (:data:`K_STD`).
+        run_name, reference_name: How the output names them.
+        made_by: The machine and versions that made the reference (shown in the header).
+
+    Returns:
+        A :class:`Comparison` with one row per headline number of the reference.
+
+    Raises:
+        ProfileMismatch: the run and the reference are of different profiles.
+    """
+    if run.get("profile") != reference.get("profile"):
+        raise ProfileMismatch(
+            f"{run_name} is a {run.get('profile')!r} run but {reference_name} is a "
+            f"{reference.get('profile')!r} reference: compare it with "
+            f"{REFERENCE_DIR / str(run.get('profile'))}.json or a reference of its profile."
+        )
+    ours, theirs = headline_numbers(run), headline_numbers(reference)
+    rows = tuple(Row(h.label, h.unit, ours[key].value if key in ours else None, h.value,
+                     tolerance(h.std, h.unit, k=k)) for key, h in theirs.items())  # fmt: skip
+    seeds = list(reference.get("seeds", []))
+    header = [f"made by: {describe_machine(made_by)}"] if made_by else []
+    header.append(tolerance_text(k, len(seeds)))
+    notes = []
+    if list(run.get("seeds", [])) != seeds:
+        notes.append(f"note: the run's seeds {run.get('seeds')} are not the reference's {seeds}: "
+                     "the means cover different seeds.")  # fmt: skip
+    for key in ("convention", "fpr95_estimator", "aupr_estimator"):
+        if run.get(key) != reference.get(key):
+            notes.append(f"note: {key} {run.get(key)!r} vs the reference's {reference.get(key)!r}.")
+    extra = sorted(h.label for key, h in ours.items() if key not in theirs)
+    if extra:
+        notes.append(f"note: the reference lacks {len(extra)} of the run's numbers: {extra}.")
+    return Comparison(run_name, reference_name, str(reference["profile"]), rows,
+                      header=tuple(header), notes=tuple(notes))  # fmt: skip
+
+
+def tolerance_text(k: float, n_seeds: int) -> str:
+    """The tolerance rule in one line, as the output states it."""
+    floors = (f"{FLOORS['fraction'] * 100:g} percentage point for accuracy, FPR95 and AUROC, "
+              f"{FLOORS['gap']:g} for the gap")  # fmt: skip
+    spread = (
+        f"std over the reference's {n_seeds} seeds"
+        if n_seeds > 1
+        else "std over seeds; the reference has 1 seed, so the floors alone apply"
+    )
+    return (
+        f"tolerance: |run - reference| <= max({k:g} x {spread}; floor {floors}), "
+        "as on another CPU the training diverges like a change of seed."
+    )
+
+
+def config_differences(run: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
+    """``"lam: 0.5 vs 0.1"`` for every configuration field that differs and changes numbers."""
+    keys = sorted((set(run) | set(reference)) - _NEUTRAL_FIELDS)
+    return [f"{k}: {run.get(k)!r} vs {reference.get(k)!r}" for k in keys
+            if run.get(k) != reference.get(k)]  # fmt: skip
+
+
+def describe_machine(made_by: Mapping[str, Any]) -> str:
+    """One line: CPU, cores, platform, python and the numeric packages' versions."""
+    machine = made_by.get("machine", {})
+    versions = made_by.get("versions", {})
+    packages = ", ".join(f"{name} {versions[pkg]}" for pkg, name in
+                         (("torch", "torch"), ("numpy", "numpy"), ("open_clip_torch", "open_clip"))
+                         if versions.get(pkg))  # fmt: skip
+    commit = made_by.get("git_commit")
+    return (f"{machine.get('cpu', 'unknown CPU')} ({machine.get('cores', '?')} cores, "
+            f"{machine.get('arch', '?')}), {machine.get('platform', '?')}, python "
+            f"{made_by.get('python', '?')}, {packages}"
+            + (f", cmakit {commit[:12]}" if commit else "")
+            + (" with uncommitted changes" if made_by.get("git_dirty") else ""))  # fmt: skip
+
+
+def format_rows(rows: tuple[Row, ...] | list[Row]) -> list[str]:
+    """The rows as a fixed-width table; fractions in percent, the gap as it is."""
+    width = max([len(r.label + _unit_suffix(r)) for r in rows] + [6]) + 1
+    verdict = any(r.tolerance is not None for r in rows)
+    head = f"{'number':<{width}} {'run':>8} {'ref.':>8} {'diff':>8}"
+    lines = [head + (f" {'tol.':>7}" if verdict else "")]
+    for r in rows:
+        digits, scale = (3, 1.0) if r.unit == "gap" else (1, 100.0)
+        run = "missing" if r.run is None else f"{r.run * scale:.{digits}f}"
+        diff = "" if r.diff is None else f"{r.diff * scale:+.{digits + 1}f}"
+        line = f"{r.label + _unit_suffix(r):<{width}} {run:>8} {r.reference * scale:>8.{digits}f} {diff:>8}"
+        if r.tolerance is not None:
+            line += f" {r.tolerance * scale:>7.{digits + 1}f}  {'ok' if r.agrees else 'DIFFERS'}"
+        lines.append(line)
+    return lines
+
+
+def _unit_suffix(row: Row) -> str:
+    return "" if row.unit == "gap" else " (%)"
+
+
+def _describe(row: Row) -> str:
+    scale, digits = (1.0, 3) if row.unit == "gap" else (100.0, 1)
+    if row.run is None:
+        return f"{row.label} missing in the run"
+    return (f"{row.label} {row.run * scale:.{digits}f} vs {row.reference * scale:.{digits}f} "
+            f"(tolerance {row.tolerance * scale:.{digits + 1}f})")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ the paper's tables
+
+
+def compare_with_paper(run: Mapping[str, Any], *, run_name: str = "run") -> Comparison:
+    """A ``paper`` run's headline numbers beside the paper's Tables 1-3 (information, no verdict).
+
+    ID accuracy against Table 3, OpenOOD near/far against Table 2, the MOS mean against Table 1,
+    for MCM and NegLabel (the paper reports neither CSP nor a gap).
+    """
+    from cmakit.report.paper_reference import PAPER_ROWS, paper_table
+
+    tables = {name: paper_table(name).set_index("method") for name in
+              ("table1_mos", "table2_openood_v15", "table3_id_accuracy")}  # fmt: skip
+    ours = headline_numbers(run)
+    rows = []
+    for key, h in ours.items():
+        method, *rest = key.split("/")
+        column, table = _paper_cell(rest)
+        row_name = PAPER_ROWS.get((method, rest[0] if len(rest) > 1 else None, table))
+        if column is None or row_name is None or row_name not in tables[table].index:
+            continue
+        value = float(tables[table].loc[row_name, column]) / 100.0
+        if math.isfinite(value):
+            rows.append(Row(f"{h.label} [{table.split('_')[0]} {row_name}]", h.unit, h.value,
+                            value, None))  # fmt: skip
+    header = ("reference: the paper's reported numbers (Kim & Hwang, CVPR 2025, Tables 1-3); "
+              "other hardware, data copies and code: no tolerance applies.",)  # fmt: skip
+    return Comparison(run_name, "the paper's Tables 1-3", str(run.get("profile")), tuple(rows),
+                      verdict=False, header=header)  # fmt: skip
+
+
+def _paper_cell(rest: list[str]) -> tuple[str | None, str]:
+    """``["id_accuracy"]`` / ``["neglabel", "far", "auroc"]`` -> (paper column, table)."""
+    if rest == ["id_accuracy"]:
+        return "id_accuracy", "table3_id_accuracy"
+    if len(rest) == 3 and rest[1] in ("near", "far"):
+        return f"{rest[1]}_{rest[2]}", "table2_openood_v15"
+    if len(rest) == 3 and rest[1] == "mos":
+        return f"average_{rest[2]}", "table1_mos"
+    return None, "table3_id_accuracy"
+
+
+# ------------------------------------------------------------------------------------- the files
+
+
+def read_reference(path: str | Path) -> dict[str, Any]:
+    """A reference as ``{"summary", "made_by", ...}`` from a reference document, a run folder or
+    a ``summary.json`` (the latter two with no ``made_by``).
+
+    Raises:
+        FileNotFoundError: no such file or folder (or no ``summary.json`` in the folder).
+        ValueError: a JSON file that is neither a reference document nor a summary.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: give a run folder, its summary.json or a "
+                                "reference document (docs/reference/<profile>.json).")  # fmt: skip
+    doc = read_json(path)
+    if isinstance(doc, dict) and doc.get("kind") == REFERENCE_KIND:
+        if doc.get("format") != REFERENCE_FORMAT:
+            raise ValueError(f"{path} is a reference of format {doc.get('format')!r}; this cmakit "
+                             f"reads format {REFERENCE_FORMAT}: regenerate it with `python -m "
+                             "cmakit.pipeline.publish --reference RUN`.")  # fmt: skip
+        return doc
+    if isinstance(doc, dict) and "methods" in doc and "profile" in doc:
+        return {"summary": doc, "made_by": None, "config": _run_config(path.parent)}
+    raise ValueError(f"{path} is neither a run's summary.json nor a cmakit reference document.")
+
+
+def _run_config(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "config.json"
+    return read_json(path).get("config") if path.is_file() else None
+
+
+def compare_runs(
+    run: str | Path, reference: str | Path | None = None, *, k: float = K_STD
+) -> Comparison:
+    """Compare a run with a reference: the kit's shipped one of its profile by default.
+
+    Args:
+        run: A run folder or its ``summary.json``.
+        reference: A reference document, another run folder or ``summary.json``; default
+            ``docs/reference/<profile>.json``, or the paper's tables for a ``paper`` run.
+        k: Multiple of the reference's std over seeds (:data:`K_STD`).
+
+    Returns:
+        The :class:`Comparison`; ``.text()`` is what ``python -m cmakit compare`` prints and
+        ``.exit_code`` its exit status (0 agrees, 1 disagrees).
+
+    Raises:
+        FileNotFoundError: no run summary, or no shipped reference for the run's profile.
+        ProfileMismatch: the reference is of another profile.
+
+    Example:
+        >>> compare_runs("runs/smoke").agrees  # doctest: +SKIP
+        True
+    """
+    ours = read_reference(run)
+    summary = ours["summary"]
+    if reference is None and summary["profile"] == "paper":
+        return compare_with_paper(summary, run_name=str(run))
+    if reference is None:
+        reference = REFERENCE_DIR / f"{summary['profile']}.json"
+        if not Path(reference).is_file():
+            raise FileNotFoundError(
+                f"cmakit ships no reference for the {summary['profile']!r} profile ({reference} "
+                "is missing): name a REFERENCE (a run folder or reference document)."
+            )
+    theirs = read_reference(reference)
+    result = compare_summaries(summary, theirs["summary"], k=k, run_name=str(run),
+                               reference_name=str(reference), made_by=theirs.get("made_by"))  # fmt: skip
+    if ours.get("config") and theirs.get("config"):
+        changed = config_differences(ours["config"], theirs["config"])
+        if changed:
+            note = "note: configuration differs from the reference's: " + "; ".join(changed)
+            result = dataclasses.replace(result, notes=(*result.notes, note))
+    return result
