@@ -1,0 +1,128 @@
+"""The notebooks' computed sentences: the words follow the numbers, on any run."""
+
+from __future__ import annotations
+
+import pytest
+
+from cmakit.report import narrative, prose
+
+
+def test_the_verb_of_a_comparison_flips_with_the_sign():
+    assert prose.compare(0.8311, 0.8501) == "below" and prose.compare(0.8501, 0.8311) == "above"
+    assert prose.change(0.834, 0.843, scale=100) == "rises from 83.40 to 84.30"
+    assert prose.change(0.843, 0.834, scale=100) == "falls from 84.30 to 83.40"
+
+
+def test_values_that_print_the_same_are_level():
+    """A sentence never contradicts the table: 85.201 and 85.204 both print as 85.20."""
+    assert prose.compare(85.201, 85.204) == "level with"
+    assert prose.change(0.85201, 0.85204, scale=100) == "stays at 85.20"
+    assert prose.compare(85.201, 85.204, digits=3) == "below"
+
+
+def test_a_trend_is_called_monotonic_only_when_it_is():
+    assert prose.trend([0.0513, 0.0490, 0.0465]) == "stays at 0.05"  # as two digits print it
+    assert (
+        prose.trend([0.0513, 0.0490, 0.0465], digits=4)
+        == "falls monotonically from 0.0513 to 0.0465"
+    )
+    assert prose.trend([0.1, 0.2, 0.2], digits=1) == "rises monotonically from 0.1 to 0.2"
+    rising_at_the_end = prose.trend([0.0700, 0.0465, 0.0513], digits=4)
+    assert rising_at_the_end.startswith("does not move monotonically")
+    assert "lowest at 0.0465 and highest at 0.0700" in rising_at_the_end
+    assert prose.trend([1.0, 1.0]) == "stays at 1.00"
+    with pytest.raises(ValueError, match="at least two"):
+        prose.trend([1.0])
+
+
+def test_numbers_print_with_a_true_minus_and_parameters_as_typed():
+    assert prose.number(-0.31114, 4) == "−0.3111" and prose.number(-0.00001, 2) == "0.00"
+    assert prose.percent(0.83114) == "83.11"
+    assert [prose.plain(x) for x in (0.1, 1.0, 0.001)] == ["0.1", "1", "0.001"]
+    assert prose.count(1, "seed") == "one seed" and prose.count(3, "seed") == "three seeds"
+    assert prose.join(["a"]) == "a" and prose.join(["a", "b", "c"]) == "a, b and c"
+    assert prose.span([0.99, 1.0, 0.995], digits=2) == "0.99–1.00"
+
+
+def test_declared_constants_hold_the_paper_tables_and_the_recipe():
+    constants = prose.declared_constants()
+    assert {66.60, 82.58, 82.64, 19.93, 26.39, 27.97} <= constants  # Tables 1 and 3
+    assert {0.001, 100.0, 0.01, 95.0, 50.0} <= constants
+    assert 68.0 not in constants and 20.28 not in constants
+
+
+def _curves(zs, flyp, cma):
+    return {m: {"shift": [0.0, 0.5, 1.0], "auroc": list(a)}
+            for m, a in (("zero_shot", zs), ("flyp", flyp), ("cma", cma))}  # fmt: skip
+
+
+def test_the_gap_shift_conclusion_says_which_way_cma_went():
+    """The issue's case: CMA 83.11 against FLYP 85.01 must read "below", never "lifts"."""
+    below = narrative.gap_shift_conclusion(_curves([0.99] * 3, [0.8501] * 3, [0.8311] * 3))
+    assert "leaves it below FLYP's at α = 0 (83.11 against 85.01)" in below
+    above = narrative.gap_shift_conclusion(_curves([0.99] * 3, [0.834, 0.84, 0.843], [0.852] * 3))
+    assert "leaves it above FLYP's" in above and "FLYP rises from 83.40 to 84.30" in above
+    assert "CMA stays at 85.20" in above and "training moved it more" in above
+    flat = narrative.gap_shift_conclusion(_curves([0.5] * 3, [0.49, 0.5, 0.53], [0.5] * 3))
+    assert (
+        "near chance" in flat and "hand-made shift of FLYP's embeddings moved it at least" in flat
+    )
+
+
+def _summary(acc, far, near, mcm, seeds=(0, 1, 2)):
+    methods = {}
+    for k, m in enumerate(("zero_shot", "flyp", "cma")):
+        methods[m] = {
+            "id_accuracy": acc[k],
+            "ood": {
+                "neglabel": {"far_mean": {"auroc": far[k]}, "near_mean": {"auroc": near[k]}},
+                "mcm": {"far_mean": {"auroc": mcm[k]}},
+            },
+        }
+    return {"seeds": list(seeds), "methods": methods}
+
+
+def test_the_headline_quotes_the_tables_and_its_verbs_follow_them():
+    text = narrative.headline(
+        _summary([0.7173, 0.8537, 0.8533], [0.9924, 0.8190, 0.8188], [0.786, 0.655, 0.648],
+                 [0.70, 0.6745, 0.6988]),
+        0.1,
+    )  # fmt: skip
+    assert "three seeds" in text and "λ = 0.1, not the paper's 0.001" in text
+    assert "FLYP 85.37 (above zero-shot), CMA 85.33 (above zero-shot); CMA is below FLYP" in text
+    assert "MCM, far-OoD AUROC: CMA 69.88 is above FLYP 67.45" in text
+    assert "zero-shot 99.24; FLYP 81.90 (below zero-shot), CMA 81.88 (below zero-shot)" in text
+    paper = narrative.headline(_summary([0.5] * 3, [0.5] * 3, [0.5] * 3, [0.5] * 3, (0,)), 0.001)
+    assert "one seed" in paper and "the paper's λ" in paper and "near chance" in paper
+
+
+def test_the_paper_headline_quotes_the_papers_tables():
+    text = narrative.paper_headline()
+    assert "from 66.60 (zero-shot) to 82.58 (FLYP) and 82.64 (CMA)" in text
+    assert "CMA + NegLabel 19.93, FLYP + NegLabel 26.39, zero-shot NegLabel 27.97" in text
+
+
+def test_the_scored_handful_says_whether_ood_scores_drop():
+    """The issue's case: every OoD example scoring 0.99-1.00 must not read "the score drops"."""
+    none = narrative.scored_handful([0.99, 1.0, 0.995, 0.999, 1.0], ["ID"] * 3 + ["a", "b"])
+    assert "OoD images 0.999–1.000" in none and "none of the OoD images shown scores below" in none
+    assert "scores below every ID image" not in none
+    all_ = narrative.scored_handful([0.98, 0.97, 0.2, 0.1], ["ID", "ID", "a", "b"])
+    assert "every OoD image shown scores below every ID image" in all_
+    some = narrative.scored_handful([0.98, 0.97, 0.2, 0.99], ["ID", "ID", "a", "b"])
+    assert "some of the OoD images shown score below every ID image, the others do not" in some
+
+
+def test_the_ablation_notice_calls_a_rising_gap_rising():
+    """The issue's case: a gap rising from 0.0465 to 0.0513 at λ = 1 is not "monotonic"."""
+    rows = [
+        {"lam": 0.0, "modality_gap": 0.9, "id_accuracy": 0.85, "neglabel_fpr95": 0.7},
+        {"lam": 0.1, "modality_gap": 0.0465, "id_accuracy": 0.85, "neglabel_fpr95": 0.6},
+        {"lam": 1.0, "modality_gap": 0.0513, "id_accuracy": 0.1, "neglabel_fpr95": 0.9},
+    ]
+    text = narrative.ablation_notice(rows, {"neglabel_fpr95": 0.5}, lam=0.1, n_seeds=1)
+    assert "the gap does not move monotonically" in text and "one seed" in text
+    assert "no λ of the grid gets a lower NegLabel FPR95 than the zero-shot model (0.5000)" in text
+    text = narrative.ablation_notice(rows[:2], {"neglabel_fpr95": 0.65}, lam=0.1, n_seeds=3)
+    assert "the gap falls monotonically from 0.9000 to 0.0465" in text
+    assert "one λ of the grid gets a lower" in text and "three seeds" in text
