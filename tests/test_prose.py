@@ -31,6 +31,7 @@ def test_a_trend_is_called_monotonic_only_when_it_is():
     assert rising_at_the_end.startswith("does not move monotonically")
     assert "lowest at 0.0465 and highest at 0.0700" in rising_at_the_end
     assert prose.trend([1.0, 1.0]) == "stays at 1.00"
+    assert prose.trend([0.9, 0.1]) == "falls from 0.90 to 0.10"  # two values: no "monotonically"
     with pytest.raises(ValueError, match="at least two"):
         prose.trend([1.0])
 
@@ -122,7 +123,22 @@ def test_the_ablation_notice_calls_a_rising_gap_rising():
     ]
     text = narrative.ablation_notice(rows, {"neglabel_fpr95": 0.5}, lam=0.1, n_seeds=1)
     assert "the gap does not move monotonically" in text and "one seed" in text
+    assert "At λ = 1, where" in text and "ID accuracy is 0.1000, below FLYP's 0.8500" in text
     assert "no λ of the grid gets a lower NegLabel FPR95 than the zero-shot model (0.5000)" in text
     text = narrative.ablation_notice(rows[:2], {"neglabel_fpr95": 0.65}, lam=0.1, n_seeds=3)
-    assert "the gap falls monotonically from 0.9000 to 0.0465" in text
+    assert "the gap falls from 0.9000 to 0.0465" in text
     assert "one λ of the grid gets a lower" in text and "three seeds" in text
+    assert "The grid stops before λ = 1" in text
+
+
+def test_the_geometry_notice_places_this_runs_alignment_against_the_papers():
+    """The issue's case: CMA's align_id of 0.093 is not "of order 1 or more"."""
+
+    def summary(*aligns):
+        return {"methods": {m: {"geometry": {"align_id": a, "align_ood": a}}
+                            for m, a in zip(("zero_shot", "flyp", "cma"), aligns, strict=True)}}  # fmt: skip
+
+    mixed = narrative.geometry_scale(summary(1.9, 1.7, 0.093))
+    assert "this run's span 0.093–1.900, partly inside the paper's range" in mixed
+    assert "of order 1" not in mixed
+    assert "all outside" in narrative.geometry_scale(summary(1.9, 1.7, 1.2))

@@ -112,8 +112,9 @@ def trend(values: Sequence[float], *, digits: int = 2, scale: float = 1.0) -> st
     """How a sequence moves, at the printed precision.
 
     Returns:
-        ``"falls monotonically from a to b"``, ``"rises monotonically from a to b"``, ``"stays at
-        a"``, or ``"does not move monotonically: from a to b, lowest at c and highest at d"``.
+        ``"falls monotonically from a to b"``, ``"rises monotonically from a to b"`` ("falls
+        from a to b" for two values), ``"stays at a"``, or ``"does not move monotonically: from
+        a to b, lowest at c and highest at d"``.
 
     Raises:
         ValueError: fewer than two values.
@@ -125,10 +126,11 @@ def trend(values: Sequence[float], *, digits: int = 2, scale: float = 1.0) -> st
     first, last = number(v[0], digits), number(v[-1], digits)
     if steps == {0}:
         return f"stays at {first}"
+    how = " monotonically" if len(v) > 2 else ""
     if steps <= {-1, 0}:
-        return f"falls monotonically from {first} to {last}"
+        return f"falls{how} from {first} to {last}"
     if steps <= {1, 0}:
-        return f"rises monotonically from {first} to {last}"
+        return f"rises{how} from {first} to {last}"
     return (f"does not move monotonically: from {first} to {last}, lowest at "
             f"{number(min(v), digits)} and highest at {number(max(v), digits)}")  # fmt: skip
 
