@@ -13,6 +13,13 @@ def test_the_verb_of_a_comparison_flips_with_the_sign():
     assert prose.change(0.843, 0.834, scale=100) == "falls from 84.30 to 83.40"
 
 
+def test_numpy_scalars_from_tables_compare_as_floats():
+    import numpy as np
+
+    assert prose.compare(np.float64(0.8311), np.float64(0.8501)) == "below"
+    assert prose.change(np.float32(1.5), np.float64(0.5)) == "falls from 1.50 to 0.50"
+
+
 def test_values_that_print_the_same_are_level():
     """A sentence never contradicts the table: 85.201 and 85.204 both print as 85.20."""
     assert prose.compare(85.201, 85.204) == "level with"
@@ -142,3 +149,51 @@ def test_the_geometry_notice_places_this_runs_alignment_against_the_papers():
     assert "this run's span 0.093–1.900, partly inside the paper's range" in mixed
     assert "of order 1" not in mixed
     assert "all outside" in narrative.geometry_scale(summary(1.9, 1.7, 1.2))
+
+
+def test_the_batch_notice_reads_the_contrastive_term_against_log_b():
+    import pandas as pd
+
+    from cmakit.report import narrative_training
+
+    def terms(contrastive):
+        cols = ["flyp (λ = 0)", "cma (λ = 0.1)", "paper (λ = 0.001)"]
+        return pd.DataFrame({c: {"contrastive_loss": contrastive, "cma_loss": -x,
+                                 "log B (contrastive term at chance)": 3.4657}
+                             for c, x in zip(cols, (0.0, 0.3111, 0.0031), strict=True)})  # fmt: skip
+
+    at_chance = narrative_training.batch_terms_notice(terms(3.4682), scale=13.96, lam=0.1)
+    assert "3.4682, above `log B` = 3.4657" in at_chance and "does not yet match" in at_chance
+    assert "λ = 0.001 it is −0.0031" in at_chance and "λ = 0.1 it is −0.3111" in at_chance
+    trained = narrative_training.batch_terms_notice(terms(2.1), scale=20.28, lam=0.1)
+    assert "below `log B`" in trained and "already matches" in trained and "20.28" in trained
+
+
+def test_the_logit_scale_notice_follows_each_run():
+    from cmakit.report import narrative_training
+
+    history = {"flyp": [{"logit_scale": 14.0}, {"logit_scale": 13.0}],
+               "cma": [{"logit_scale": 14.0}, {"logit_scale": 16.0}]}  # fmt: skip
+    ends = narrative_training.endpoints(history, ["logit_scale"])
+    text = narrative_training.logit_scale_notice(ends)
+    assert "FLYP's logit scale falls from 14.0000 to 13.0000 and CMA's rises" in text
+    history["cma"][1]["logit_scale"] = 12.0
+    assert "CMA's falls from" in narrative_training.logit_scale_notice(
+        narrative_training.endpoints(history, ["logit_scale"])
+    )
+
+
+def test_the_toy_ood_notice_says_where_neglabel_beats_mcm():
+    import pandas as pd
+
+    from cmakit.report import narrative_toy
+
+    rows = [{"λ": lam, "draw": d, "NegLabel AUROC": neg + 0.01 * d, "NegLabel FPR95": 0.7,
+             "MCM AUROC": mcm} for lam, neg, mcm in ((0.0, 0.67, 0.6), (0.05, 0.76, 0.6))
+            for d in (0, 1)]  # fmt: skip
+    text = narrative_toy.toy_ood_notice(pd.DataFrame(rows), lam=0.05)
+    assert "mean AUROC rises from 0.675 to 0.765" in text and "at every λ" in text
+    assert "the same λ gives the best NegLabel AUROC in every draw" in text
+    for row in rows:
+        row["MCM AUROC"] = 0.9
+    assert "at no λ" in narrative_toy.toy_ood_notice(pd.DataFrame(rows), lam=0.05)

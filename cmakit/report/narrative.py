@@ -183,7 +183,7 @@ def headline(summary: Mapping[str, Any], lam: float) -> str:
             f"- NegLabel, {group}-OoD AUROC: zero-shot {percent(zs)}; {vs}; CMA is "
             f"{compare(values['cma'], values['flyp'], digits=4)} FLYP.{chance}"
         )
-    paper_lam = float(PAPER_LAM)
+    paper_lam = PAPER_LAM
     lines.append(
         "\nCMA here uses the paper's λ."
         if lam == paper_lam
@@ -267,7 +267,7 @@ def ablation_notice(rows: Sequence[Mapping[str, Any]], zero_shot: Mapping[str, f
         )
     why = (
         "This run's CMA model uses the paper's λ; the grid shows what other values do here."
-        if lam == float(PAPER_LAM)
+        if lam == PAPER_LAM
         else f"The best λ depends on the logit scale (ViT-B/16's is 100; notebook 1 prints the "
         "tiny CLIP's), the batch size and the length of training, which is why this run's CMA "
         f"model uses λ = {plain(lam)}, chosen on validation data (`docs/world_study.md`), and "

@@ -21,11 +21,11 @@ from functools import lru_cache
 import pandas as pd
 
 #: The paper's CMA weight λ on ImageNet.
-PAPER_LAM = "0.001"
+PAPER_LAM = 0.001
 
 #: Constants of the paper quoted in the notebooks' text (value as printed -> what it is).
 PAPER_CONSTANTS: dict[str, str] = {
-    PAPER_LAM: "the paper's CMA weight λ on ImageNet",
+    "0.001": "the paper's CMA weight λ on ImageNet (PAPER_LAM)",
     "100": "the logit scale of CLIP ViT-B/16 (its cap)",
     "512": "the paper's fine-tuning batch size",
     "1,000": "the classes of ImageNet-1k",
@@ -77,8 +77,8 @@ def percent(x: float, digits: int = 2) -> str:
 
 def _sign(a: float, b: float, digits: int) -> int:
     """Sign of ``b − a`` as printed: 0 when both round to the same value."""
-    ra, rb = round(a, digits), round(b, digits)
-    return (rb > ra) - (rb < ra)
+    ra, rb = round(float(a), digits), round(float(b), digits)  # numpy scalars included
+    return int(rb > ra) - int(rb < ra)
 
 
 def compare(a: float, b: float, *, digits: int = 2, above: str = "above",
