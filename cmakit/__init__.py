@@ -11,9 +11,17 @@ Conventions used everywhere: embeddings are L2-normalised ``[N, D]`` arrays; OoD
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 __version__ = "0.1.0"
+
+# open_clip imports huggingface_hub, which imports tqdm.auto: in a Jupyter kernel without
+# ipywidgets, that import warns "IProgress not found" (and tqdm falls back to its text bar).
+# cmakit's own bars never use tqdm.auto without ipywidgets (cmakit.common.progress.bar), so the
+# notice only says what cmakit already knows. Installed here, before any cmakit module imports
+# open_clip, so that it holds whichever module a notebook imports first.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 # Public name -> module that defines it. The one curated list of what cmakit exports.
 _EXPORTS: dict[str, str] = {

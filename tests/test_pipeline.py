@@ -232,6 +232,12 @@ def test_the_notebooks_of_a_run_share_a_kernel_that_carries_nothing_over(
     )
     assert (first["PID"] != second["PID"]) is fresh  # one process for the run unless asked
     assert second["LEAK"] == "False"  # the first notebook's names are gone
+    import nbformat  # each executed notebook is numbered [1], [2], ... as if run alone
+
+    for name in ("02_finetune.ipynb", "03_embed.ipynb"):
+        cells = nbformat.read(out / "notebooks" / name, as_version=4).cells
+        counts = [c.execution_count for c in cells if c.cell_type == "code"]
+        assert counts == list(range(1, len(counts) + 1)), (name, counts)
 
 
 def test_failing_notebook_reports_cell_and_partial_path(tmp_path, monkeypatch, caplog):

@@ -145,6 +145,11 @@ def test_ablation(tmp_path):
     fig = plot_ablation(rows, reference=zero_shot)
     assert "zero-shot" in _legend_texts(fig)
     assert [ln.get_ydata()[0] for ln in fig.axes[1].lines if ln.get_linestyle() == "--"] == [0.7]
+    # the title says what a point averages: one seed is not "± std over seeds"
+    assert "one seed per λ" in fig.get_suptitle() and "std" not in fig.get_suptitle()
+    for row in rows:
+        row["seeds"] = [0, 1, 2]
+    assert "mean ± std over 3 seeds" in plot_ablation(rows).get_suptitle()
 
 
 def test_pareto_mask():

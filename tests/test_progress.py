@@ -153,3 +153,56 @@ def test_fine_tuning_and_mining_report_step_loss_rate_and_eta(progress_file, tmp
     tokenizer = lambda texts: torch.full((len(texts), 8), 63)  # noqa: E731
     encode_texts(tiny_model(), tokenizer, ["a"] * 10, batch_size=4, desc="mining (noun)")
     assert "mining (noun): 4/10 prompts" in _lines(progress_file)[2]
+
+
+def test_a_relayed_loop_draws_no_bar_and_logs_one_final_line(progress_file, monkeypatch, caplog):
+    """Under the runner the executed notebook stores the loop's last line, not its bar."""
+    caplog.set_level(logging.INFO, logger="cmakit")
+    assert progress.bar(range(3), total=3, desc="x") is None  # the relay reports instead
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setenv(progress.ENV_INTERVAL, "5")
+    short = progress.Meter("short", total=2)
+    short.update(2)  # reported (first line in a while), but over in under one interval
+    short.close()
+    long = progress.Meter("long", total=2)
+    monkeypatch.setattr(progress, "_last_emit", -float("inf"))
+    long.update(1)
+    clock[0] += 6.0
+    long.update(1)
+    long.close()
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("cmakit")]
+    assert len(logged) == 1 and logged[0].startswith("long: 2/2 items") and "done in" in logged[0]
+
+
+def test_a_bar_without_the_relay_is_tqdm_text_unless_ipywidgets_is_there(monkeypatch):
+    """tqdm.auto without ipywidgets warns "IProgress not found": cmakit picks the text bar."""
+    import importlib.util
+
+    from tqdm.std import tqdm as text_bar
+
+    monkeypatch.delenv(progress.ENV_FILE, raising=False)
+    assert progress.bar(range(3), enabled=False) is None
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ipywidgets" else real(name, *a))  # fmt: skip
+    shown = progress.bar(range(3), total=3, desc="x")
+    try:
+        assert type(shown) is text_bar and list(shown) == [0, 1, 2]
+    finally:
+        shown.close()
+
+
+def test_relayed_training_logs_no_step_lines_only_its_end(progress_file, tmp_path, monkeypatch,
+                                                          caplog):  # fmt: skip
+    from _cmakit_tiny import tiny_model, tiny_pairs
+
+    from cmakit.engine.trainer import TrainConfig, train
+
+    caplog.set_level(logging.INFO, logger="cmakit")
+    cfg = TrainConfig(batch_size=8, max_steps=4, warmup_steps=1, lr=1e-4, num_workers=0,
+                      progress=True, log_every=1, device="cpu")  # fmt: skip
+    train(tiny_model(), tiny_pairs(32), cfg, out_dir=tmp_path / "lam0-seed0-abc")
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    ends = [r.getMessage() for r in caplog.records if "ended at step 4/4" in r.getMessage()]
+    assert steps == [] and len(ends) == 1

@@ -10,13 +10,25 @@ JupyterLab, a library call) nothing is written.
 Lines are rate-limited per process: at most one every ``$CMAKIT_PROGRESS_INTERVAL`` seconds
 (default :data:`DEFAULT_INTERVAL_S`), whatever the number of loops or calls; a loop that did
 report something reports its end too.
+
+What the notebook itself stores: under the runner (the variable set), no progress bar, only one
+final line per loop that ran for at least one interval (logged, so it lands in the executed
+notebook once); opened alone, :func:`bar` gives tqdm's bar: a widget in JupyterLab when
+ipywidgets is installed, tqdm's text bar otherwise (never tqdm.auto's "IProgress not found"
+warning and fallback).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("cmakit.progress")
 
 ENV_FILE = "CMAKIT_PROGRESS_FILE"
 ENV_INTERVAL = "CMAKIT_PROGRESS_INTERVAL"
@@ -29,6 +41,40 @@ def progress_path() -> Path | None:
     """The progress file of this process (``$CMAKIT_PROGRESS_FILE``), or None."""
     value = os.environ.get(ENV_FILE, "")
     return Path(value) if value else None
+
+
+def relayed() -> bool:
+    """Whether a runner relays this process's progress (``$CMAKIT_PROGRESS_FILE`` is set)."""
+    return progress_path() is not None
+
+
+def _tqdm_class() -> type:
+    """tqdm's widget bar in a Jupyter kernel with ipywidgets installed, else its text bar."""
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:  # tqdm.auto would warn "IProgress not found" in a notebook, then draw text anyway
+        from tqdm.std import tqdm
+    return tqdm
+
+
+def bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
+        unit: str = "it", initial: int = 0, enabled: bool = True) -> Any:  # fmt: skip
+    """A tqdm bar for a person watching this process, or None.
+
+    None when ``enabled`` is False or when a runner relays progress (:func:`relayed`): the
+    runner's terminal and ``progress.log`` then get :class:`Meter`'s lines, and an executed
+    notebook would otherwise store one output per refresh of the bar.
+
+    Args:
+        iterable: Wrapped by the bar (None: the caller calls ``update``).
+        total: Items expected (None = unknown).
+        desc, unit, initial: As tqdm's.
+        enabled: The caller's ``progress`` option.
+    """
+    if not enabled or relayed():
+        return None
+    return _tqdm_class()(iterable, total=total, desc=desc, unit=unit, initial=initial,
+                         dynamic_ncols=True)  # fmt: skip
 
 
 def interval_s() -> float:
@@ -112,7 +158,11 @@ class Meter:
         self.reported |= emit(self.line(**extra))
 
     def close(self) -> None:
-        """Emit the final line if this loop reported anything before (so its end is seen)."""
+        """Emit the final line if this loop reported anything before (so its end is seen), and
+        log it (once, into the executed notebook) when the loop lasted one interval or more."""
         if self.reported:
-            emit(f"{self.line()} (done in {format_eta(time.perf_counter() - self.start)})",
-                 force=True)  # fmt: skip
+            elapsed = time.perf_counter() - self.start
+            final = f"{self.line()} (done in {format_eta(elapsed)})"
+            emit(final, force=True)
+            if elapsed >= interval_s():
+                log.info("%s", final)

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from cmakit.common.io import atomic_path, fingerprint, resolve_device
-from cmakit.common.progress import Meter
+from cmakit.common.progress import Meter, bar
 from cmakit.engine import distributed as dist_util
 from cmakit.engine.batching import collate_pairs
 
@@ -56,11 +56,10 @@ def _batches(data, batch_size: int, num_workers: int, device: str) -> Iterable:
 
 
 def _progress(iterable, total: int | None, desc: str, enabled: bool):
-    if not enabled or not dist_util.get_rank() == 0:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="batch", dynamic_ncols=True)
+    """``iterable`` behind rank 0's bar (:func:`cmakit.common.progress.bar`), or as it is."""
+    shown = bar(iterable, total=total, desc=desc, unit="batch",
+                enabled=enabled and dist_util.get_rank() == 0)  # fmt: skip
+    return iterable if shown is None else shown
 
 
 def _meter(desc: str, total: int, unit: str) -> Meter | None:

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cmakit.common import progress
 from cmakit.common.io import write_text
 from cmakit.common.progress import emit, format_eta
 from cmakit.common.strict_config import to_dict
@@ -66,13 +67,11 @@ class RunFiles:
         self._fh = open(self.history_path, "a", buffering=1 << 16)  # noqa: SIM115
 
     def progress_bar(self, initial: int, total: int, *, enabled: bool):
-        """A tqdm bar on rank 0 (None elsewhere or when disabled)."""
+        """A tqdm bar on rank 0 (None elsewhere, when disabled, or when a runner relays the
+        progress: :func:`cmakit.common.progress.bar`)."""
         self._total = total
-        if not (self.is_main and enabled):
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
+        return progress.bar(total=total, initial=initial, unit="step", desc="train",
+                            enabled=self.is_main and enabled)  # fmt: skip
 
     def record(self, st: LoopState, terms, stepper, pairs_per_s, bar, log_every: int) -> None:
         """Append one history line; refresh the bar / log every ``log_every`` steps."""
@@ -94,7 +93,9 @@ class RunFiles:
             short = {k: row[k] for k in row if k not in ("step", "epoch", "elapsed")}
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in short.items()}, refresh=False)
-            else:
+            elif (
+                not progress.relayed()
+            ):  # the relay has its own lines; the notebook gets the last one
                 log.info("step %d %s", st.step, short)
 
     def _progress_line(self, st: LoopState, row: dict[str, Any]) -> str:
@@ -105,11 +106,10 @@ class RunFiles:
                 f"{row['pairs_per_s']:,.0f} pairs/s, ETA {format_eta(eta)}")  # fmt: skip
 
     def close(self, bar=None) -> None:
-        if self._reported:  # a run the user watched: say that it ended
-            emit(
-                f"train {self.out_dir.name}: ended at step {self._last_step}/{self._total}",
-                force=True,
-            )
+        if self._reported:  # a run the user watched: say that it ended, there and here
+            final = f"train {self.out_dir.name}: ended at step {self._last_step}/{self._total}"
+            emit(final, force=True)
+            log.info("%s", final)
             self._reported = False
         if bar is not None:
             bar.close()

@@ -8,7 +8,9 @@ notebook would find a fresh one:
 
 - the user namespace is emptied (``%reset -f``): a notebook cannot use a name that only an
   earlier notebook defined, so each executed notebook still runs on its own in Jupyter;
-- open figures are closed, garbage is collected and cached GPU memory is released.
+- open figures are closed, garbage is collected and cached GPU memory is released;
+- the execution count starts again at 1, so the executed notebook's cells are numbered
+  [1], [2], … as in a notebook run alone.
 
 Imported modules stay imported (that is the saving) and module-level state stays with them:
 cmakit keeps none that a notebook's results depend on (products live in the run folder, and
@@ -27,8 +29,12 @@ from jupyter_core.utils import run_sync
 
 log = logging.getLogger("cmakit.pipeline")
 
-#: Run in the kernel between two notebooks.
-RESET_CODE = "%reset -f\nfrom cmakit.pipeline import kernel as _k\n_k.tidy()\ndel _k"
+#: Run in the kernel between two notebooks, silently (not counted as an execution), so that
+#: the next notebook's first cell is [1].
+RESET_CODE = (
+    "%reset -f\nfrom cmakit.pipeline import kernel as _k\n_k.tidy()\ndel _k\n"
+    "get_ipython().execution_count = 1"
+)
 
 
 def tidy() -> None:
@@ -127,7 +133,9 @@ class SharedKernel:
             kc = self._km.client()
             kc.start_channels()
             await kc.wait_for_ready(timeout=120)
-            return await kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+            return await kc.execute_interactive(
+                code, silent=True, timeout=120, output_hook=lambda msg: None
+            )
 
         try:
             reply = run_sync(run)()

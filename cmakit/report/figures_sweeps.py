@@ -170,10 +170,20 @@ def plot_ablation(
         handles += extra
         fig.legend(handles=handles, loc="outside lower center", frameon=False,
                    ncols=min(len(handles), 5))  # fmt: skip
-        fig.suptitle(
-            f"λ ablation, mean ± std over seeds; {CONVENTION_TITLES.get(convention, convention)}"
-        )
+        fig.suptitle(f"λ ablation, {_seeds_text(rows)}; "
+                     f"{CONVENTION_TITLES.get(convention, convention)}")  # fmt: skip
     return fig
+
+
+def _seeds_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What each point of an ablation averages: ``"one seed per λ"`` or ``"mean ± std over 3
+    seeds"`` (rows without ``seeds`` are counted as one seed)."""
+    counts = {len(r.get("seeds") or [0]) for r in rows}
+    if counts == {1}:
+        return "one seed per λ"
+    if len(counts) == 1:
+        return f"mean ± std over {counts.pop()} seeds"
+    return f"mean ± std over {min(counts)}–{max(counts)} seeds"
 
 
 def _plot_gap_vs_lam(ax: Any, lam: np.ndarray, gap: np.ndarray, std: np.ndarray, colors) -> None:
