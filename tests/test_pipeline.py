@@ -125,9 +125,24 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert runner.main(argv) == 0  # back to the first configuration: everything is reused
     assert {p: p.stat().st_mtime_ns for p in (out / "embeddings").glob("*.npz")} == embedded
 
-    from cmakit.pipeline.publish import publish
+    # a real run with another λ disagrees with the first, and names CMA's numbers only
+    from cmakit.pipeline.compare import compare_runs
 
-    page = publish(out, tmp_path / "docs")
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "summary.json").write_text((out / "summary.json").read_text())
+    assert compare_runs(out, first).agrees
+    assert runner.main([*argv, "--only", "07", "--set", "lam=1.0"]) == 0
+    other_lam = compare_runs(out, first)
+    assert not other_lam.agrees and other_lam.exit_code == 1
+    assert {r.label.split()[0] for r in other_lam.disagreements} == {"CMA"}, other_lam.text()
+    assert runner.main(argv) == 0  # back again: the first summary
+
+    from cmakit.pipeline.publish import publish, write_reference
+
+    reference = write_reference(out, tmp_path / "docs", figures=True)
+    assert compare_runs(out, reference).agrees
+    page = publish(reference, tmp_path / "docs")
     text = page.read_text()
     assert "| zero_shot |" in text and "| cma |" in text and "NegLabel far AUROC" in text
     assert "CSP far AUROC" in text and "| CMA_CSP |" in text
