@@ -8,8 +8,11 @@ declared constants of the paper and the recipe (:mod:`cmakit.report.prose`).
 
 What is not a number a reader checks: headings, code spans (names and formulas), references
 ("notebook 6", "Table 4", "§2"), years, and digits inside names (ViT-B/16, ImageNet-1k, 3-D).
-A quoted value matches a shown one when that one, or 100 times it (a fraction quoted in
-percent), rounds to it at the quoted precision.
+A quoted value matches a shown one only when it equals that value as printed (``83.11`` or
+``83.110`` for a table's ``83.11``; pandas trims a column's trailing zeros), or 100 times it
+(``83.11`` for a fraction printed ``0.8311``): a sentence quotes what the reader can find, and
+letting a coarser quote ("83.1") match anything that rounds to it would match too many of a
+large table's numbers by chance to check anything.
 
 ``python tests/_notebook_numbers.py RUN_DIR`` prints what a run's notebooks quote but do not show.
 """
@@ -60,8 +63,9 @@ def shown_text(nb: dict) -> str:
     return "\n".join(parts)
 
 
-def _value(token: str) -> float:
-    return float(token.replace("−", "-").replace(",", ""))
+def _plain(token: str) -> str:
+    """A number token without thousands separators and with an ASCII minus."""
+    return token.replace("−", "-").replace(",", "")
 
 
 def quoted_numbers(markdown: str) -> list[str]:
@@ -79,17 +83,25 @@ def _decimals(token: str) -> int:
     return len(token.split(".")[1]) if "." in token else 0
 
 
+def shown_numbers(nb: dict) -> set[float]:
+    """Every number the notebook shows, as printed, and each one with two or more decimals also
+    as a percentage (``0.8311`` -> ``83.11``)."""
+    shown = set()
+    for token in map(_plain, NUMBER.findall(shown_text(nb))):
+        shown.add(round(float(token), 10))
+        if _decimals(token) >= 2:
+            shown.add(round(100 * float(token), _decimals(token) - 2))
+    return shown
+
+
 def unshown(nb: dict) -> list[str]:
     """Numbers the notebook's Markdown quotes that neither its outputs nor a constant show."""
-    shown = [_value(t) for t in NUMBER.findall(shown_text(nb))]
-    constants = declared_constants()
+    shown, constants = shown_numbers(nb), declared_constants()
     missing = []
     for markdown in markdown_of(nb):
         for token in quoted_numbers(markdown):
-            x, d = _value(token), _decimals(token)
-            if abs(x) in constants or any(
-                round(y, d) == x or round(100 * y, d) == x for y in shown
-            ):
+            plain = _plain(token)
+            if round(float(plain), 10) in shown or abs(float(plain)) in constants:
                 continue
             missing.append(token)
     return missing
