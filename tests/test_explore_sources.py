@@ -154,6 +154,10 @@ def test_bad_folders_get_one_line_naming_the_file(tmp_path, capsys):
     (lonely / "neg_texts.npy").unlink()
     assert "neg_names.txt is given without" in _error(capsys, [str(lonely)])
 
+    assert "ascending" in _error(capsys, [str(_arrays_folder(tmp_path / "ok", thumbs=False)),
+                                          "--alphas", "1", "0"])  # fmt: skip
+    assert "Unknown score 'xx'" in _error(capsys, [str(tmp_path / "ok"), "--scores", "xx"])
+
     other = _arrays_folder(tmp_path / "other", thumbs=False)
     np.save(other / "id_images.npy", _raw(np.random.default_rng(0), N + 1))
     np.save(other / "id_labels.npy", np.arange(N + 1) % C)
