@@ -85,6 +85,7 @@ def test_embed_folder_reads_the_manifest_and_its_negatives(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(bundle.ood["mos-SUN"], axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_explore_writes_a_page_of_each_kind(tmp_path):
     arrays = _arrays_folder(tmp_path / "arrays")
     assert (
