@@ -1,5 +1,6 @@
-"""Size and load time of explorer pages: 2,000 and 20,000 points of random unit vectors, and a page
-shaped like the ``cpu`` run's (its world's thumbnails, five models, five α, 300 points per group).
+"""Size and load time of explorer pages: 200 (the fixed cost), 2,000 and 20,000 points of random
+unit vectors, and a page shaped like the ``cpu`` run's (its world's thumbnails, five models, five
+α, 300 points per group).
 
 Each page is opened in headless Chromium over the DevTools protocol (``--remote-debugging-pipe``,
 no network, no extra package): the page reports the time from navigation start to its first
@@ -194,7 +195,13 @@ def measure(browser: str, page: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder for the pages and results.json")
-    p.add_argument("--points", type=int, nargs="*", default=[2000, 20000])
+    p.add_argument(
+        "--points",
+        type=int,
+        nargs="*",
+        default=[200, 2000, 20000],
+        help="random pages; 200 points is the fixed cost of Bokeh and the page's script",
+    )
     p.add_argument("--no-cpu", action="store_true", help="skip the cpu-shaped page")
     p.add_argument("--browser", default=shutil.which("chromium") or "chromium")
     args = p.parse_args()

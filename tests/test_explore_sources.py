@@ -85,6 +85,7 @@ def test_embed_folder_reads_the_manifest_and_its_negatives(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(bundle.ood["mos-SUN"], axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_explore_writes_a_page_of_each_kind(tmp_path):
     arrays = _arrays_folder(tmp_path / "arrays")
     assert (
@@ -153,6 +154,10 @@ def test_bad_folders_get_one_line_naming_the_file(tmp_path, capsys):
     lonely = _arrays_folder(tmp_path / "lonely", thumbs=False)
     (lonely / "neg_texts.npy").unlink()
     assert "neg_names.txt is given without" in _error(capsys, [str(lonely)])
+
+    assert "ascending" in _error(capsys, [str(_arrays_folder(tmp_path / "ok", thumbs=False)),
+                                          "--alphas", "1", "0"])  # fmt: skip
+    assert "Unknown score 'xx'" in _error(capsys, [str(tmp_path / "ok"), "--scores", "xx"])
 
     other = _arrays_folder(tmp_path / "other", thumbs=False)
     np.save(other / "id_images.npy", _raw(np.random.default_rng(0), N + 1))

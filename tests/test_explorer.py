@@ -22,9 +22,9 @@ from cmakit.report.explorer import (
     VIEWS,
     explorer_html,
     notebook_view,
-    thumbnail_atlas,
     write_explorer,
 )
+from cmakit.report.sprites import thumbnail_atlas
 
 D, N_ID, N_NEAR, N_FAR, K, M = 16, 40, 30, 12, 4, 9
 ALPHAS = [0.0, 0.5, 1.0]
@@ -135,15 +135,15 @@ def test_thumbnail_atlas_is_one_sheet_in_row_major_order():
 
     pixels = np.zeros((5, 4, 4, 3), np.uint8)
     pixels[:, :, :, 0] = np.arange(5)[:, None, None] * 50  # thumbnail i: red level 50 i
-    uri, cols = thumbnail_atlas(pixels, size=8)
-    assert cols == 3 and uri.startswith("data:image/png;base64,")
-    sheet = np.asarray(
-        Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
-    )
-    assert sheet.shape == (16, 24, 3)
-    for i in range(5):
-        r, c = divmod(i, cols)
-        assert (sheet[r * 8 : r * 8 + 8, c * 8 : c * 8 + 8, 0] == 50 * i).all()
+    for size, side in ((8, 4), (2, 2)):  # 4-pixel images: never upscaled, downscaled to 2
+        uri, cols = thumbnail_atlas(pixels, size=size)
+        assert cols == 3 and uri.startswith("data:image/png;base64,")
+        data = base64.b64decode(uri.split(",", 1)[1])
+        sheet = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert sheet.shape == (2 * side, 3 * side, 3)
+        for i in range(5):
+            r, c = divmod(i, cols)
+            assert (sheet[r * side : (r + 1) * side, c * side : (c + 1) * side, 0] == 50 * i).all()
 
 
 def test_gap_view_separates_the_modalities_by_the_centroid_gap():
@@ -215,9 +215,9 @@ def test_page_is_self_contained():
     page = explorer_html(groups, models, ALPHAS, title="explorer test")
     external = re.findall(r"<(?:script|link|img)[^>]+(?:src|href)=[\"']?(?:https?:)?//", page)
     assert external == [], "the page must load nothing from the network"
-    # one sprite sheet per image group (in its hover template and in the page's script data)
+    # one sprite sheet per image group, held once (the hover templates are filled in the page)
     for g in groups[:3]:
-        assert page.count(thumbnail_atlas(g.thumbnails)[0]) == 2
+        assert page.count(thumbnail_atlas(g.thumbnails)[0]) == 1
     assert "explorer-summary" in page and "data-explorer-errors" in page
     assert "cmakitExplorer" in page and '"output_backend":"webgl"' in page
 

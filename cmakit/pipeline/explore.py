@@ -76,7 +76,14 @@ def load_source(paths: Sequence[str | os.PathLike], *, seed: int | None = None) 
 def write_source(source: ExploreSource, out: str | os.PathLike, *, alphas: Sequence[float] = ALPHAS,
                  max_points: int = 5000, seed: int = 0,
                  scores: Sequence[str] | None = None) -> Path:  # fmt: skip
-    """Sample, place and score ``source`` and write its explorer page to ``out``."""
+    """Sample, place and score ``source`` and write its explorer page to ``out``.
+
+    Raises:
+        ValueError: ``alphas`` empty or not strictly ascending.
+    """
+    if not len(alphas) or np.any(np.diff(alphas) <= 0):
+        raise ValueError(f"alphas={list(alphas)} must be one or more gap-shift fractions in "
+                         "ascending order, e.g. 0 0.5 1.")  # fmt: skip
     groups, models = explorer_points(
         source.bundles, source.settings, labels=source.labels, thumbnails=source.thumbnails or None,
         alphas=alphas, max_points=max_points, seed=seed, scores=scores,

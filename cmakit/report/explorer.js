@@ -256,7 +256,7 @@ window.cmakitExplorer = (function () {
     const selected = panel(ctx);
     details(ctx, m, a, sc);
     const lab = ctx.score_labels[Math.max(sc, 0)];
-    tips = tips || ctx.hovers.map((h) => h.tooltips);
+    tips = tips || ctx.hovers.map((h, k) => (atlasOf(ctx, k) ? h.tooltips.replace("%ATLAS%", atlasOf(ctx, k).uri) : h.tooltips));
     ctx.hovers.forEach((h, k) => { const tip = tips[k].replace("%SCORE%", esc(lab)); if (h.tooltips !== tip) { h.tooltips = tip; } });
     for (const key of ctx.colorbar_alphas) { ctx.colorbar[key] = sc >= 0 ? 1 : 0; }
     ctx.span.visible = sc >= 0;

@@ -24,10 +24,8 @@ with ``#selftest`` it drives every control once and records what each changed.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
-import io
 import os
 from collections.abc import Sequence
 from importlib import resources
@@ -38,19 +36,23 @@ import numpy as np
 
 from cmakit.common.io import atomic_path
 from cmakit.core.scores import score_label
+from cmakit.report.explorer_widgets import (
+    colorbar_alphas,
+    controls,
+    page_layout,
+    side_panels,
+)
+from cmakit.report.sprites import thumbnail_atlas
 
 #: Views of the scatter, in the order of the page's view buttons; the shared PCA only with
 #: several models.
 VIEWS: tuple[str, ...] = ("joint PCA", "gap direction")
 SHARED_VIEW = "shared PCA (all models)"
-#: The ID recall of the operating threshold the page opens with (FPR95's).
-RECALL = 0.95
 #: Okabe-Ito colour-blind-safe palette: ID images, ID prompts, negative labels, then OoD sets.
 PALETTE = {"id": "#0072B2", "prompt": "#D55E00", "neg": "#CC79A7"}
 OOD_COLORS = ("#E69F00", "#009E73", "#56B4E9", "#000000", "#F0E442", "#999999")
 OOD_MARKERS = ("square", "diamond", "inverted_triangle", "hex", "plus", "star")
-#: Thumbnail side in the sprite sheet, and most thumbnails the selection panel shows.
-THUMB = 48
+#: Most thumbnails the selection panel shows.
 MAX_THUMBS = 48
 #: Most paths drawn at once (the selected images', else the first few of each image group).
 MAX_PATHS, DEFAULT_PATHS = 500, 20
@@ -111,26 +113,6 @@ class ModelPoints:
     coords: dict[str, dict[str, np.ndarray]]
     scores: dict[str, dict[str, np.ndarray]]
     nearest: dict[str, Nearest]
-
-
-def thumbnail_atlas(pixels: np.ndarray, size: int = THUMB) -> tuple[str, int]:
-    """One ``data:`` URI of ``[n, H, W, 3]`` uint8 thumbnails as a sprite sheet of ``size``-pixel
-    squares, ``cols`` to a row (row-major); returns ``(uri, cols)``. PNG or JPEG, the smaller."""
-    from PIL import Image
-
-    n = len(pixels)
-    cols = max(1, int(np.ceil(np.sqrt(n))))
-    sheet = Image.new("RGB", (cols * size, int(np.ceil(n / cols)) * size), (255, 255, 255))
-    for i, p in enumerate(pixels):
-        img = Image.fromarray(np.ascontiguousarray(p, dtype=np.uint8))
-        sheet.paste(img.resize((size, size), Image.Resampling.NEAREST if img.width <= size
-                               else Image.Resampling.LANCZOS), ((i % cols) * size, (i // cols) * size))  # fmt: skip
-    encoded = []
-    for fmt, mime, opts in (("PNG", "png", {"optimize": True}), ("JPEG", "jpeg", {"quality": 85})):
-        buf = io.BytesIO()
-        sheet.save(buf, format=fmt, **opts)
-        encoded.append(f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode())
-    return min(encoded, key=len), cols
 
 
 def rgba(color: str) -> int:
@@ -204,22 +186,16 @@ def _source_data(
 
 def _tooltip(g: Group, atlas: tuple[str, int] | None) -> str:
     """The hover template of one group: its sprite sheet cropped at the point's ``tx, ty``, its
-    label, and for images ``%SCORE% @score`` (the page's script names the score coloured)."""
+    label, and for images the score coloured. The page's script fills ``%ATLAS%`` (the sheet,
+    held once in the page) and ``%SCORE%`` (the score's name)."""
     img = ""
     if atlas is not None:
-        uri, cols = atlas
+        _, cols = atlas
         rows = int(np.ceil(len(g.labels) / cols))
-        img = (f'<div style="width:64px;height:64px;image-rendering:pixelated;background:url({uri}) '
+        img = ('<div style="width:64px;height:64px;image-rendering:pixelated;background:url(%ATLAS%) '
                f'-@tx{{0}}px -@ty{{0}}px / {cols * 64}px {rows * 64}px no-repeat"></div>')  # fmt: skip
     score = "<div>%SCORE% @score{0.000}</div>" if g.is_image else ""
     return f"<div style='max-width:220px'>{img}<div><b>{html.escape(g.name)}</b>: @label</div>{score}</div>"
-
-
-def _colorbar_alphas(alpha: float) -> dict[str, float]:
-    keys = ("scale_alpha", "bar_line_alpha", "major_label_text_alpha", "major_tick_line_alpha",
-            "minor_tick_line_alpha", "title_text_alpha", "border_line_alpha",
-            "background_fill_alpha")  # fmt: skip
-    return dict.fromkeys(keys, alpha)
 
 
 _PREAMBLE = """<script>
@@ -242,19 +218,6 @@ window.explorerErrors = [];
 <script>{{ explorer_js | safe }}</script>"""
 
 _TEMPLATE = "{% block preamble %}" + _PREAMBLE + "{% endblock %}"
-
-_HELP = (
-    "Each model's embeddings: <b>joint PCA</b> (top two principal axes of all groups of the model "
-    "as trained), <b>gap direction</b> (x: ID image centroid minus ID prompt centroid; y: top "
-    "orthogonal principal axis) or, with several models, <b>shared PCA</b> (one set of axes for "
-    "all models, where <b>paths</b> join each image's positions under them, in model order). α "
-    "moves images by −α/2·g and texts by +α/2·g, then re-normalises (α = 1: the centroids meet). "
-    "<b>Colour by</b> a score: the threshold keeps the chosen share of the ID images shown "
-    "(score ≥ t) and outlines the OoD images it lets through. <b>Pairs</b> join each ID image to "
-    "its class prompt. <b>Search</b> highlights the points whose label contains the text. "
-    "Box-select or lasso (toolbar) to list points; tap an image for its nearest texts; click a "
-    "legend entry to hide a group."
-)
 
 
 def _renderers(fig, groups: Sequence[Group]):
@@ -282,6 +245,46 @@ def _renderers(fig, groups: Sequence[Group]):
     return renderers
 
 
+def _plot(groups: Sequence[Group], models: Sequence[ModelPoints], alphas: list[float],
+          title: str) -> tuple:  # fmt: skip
+    """The scatter (WebGL) with its groups, hover and tap tools, colour bar, and the empty layers
+    the page's script fills (pairs, paths and their ends); returns it and its parts by the
+    script's names."""
+    from bokeh.models import ColumnDataSource, HoverTool, TapTool
+    from bokeh.palettes import Viridis256
+    from bokeh.plotting import figure
+
+    fig = figure(width=900, height=560, title=title, output_backend="webgl",
+                 tools="pan,wheel_zoom,box_zoom,box_select,lasso_select,reset,save",
+                 active_scroll="wheel_zoom", active_drag="pan")  # fmt: skip
+    drawn = _renderers(fig, groups)
+    segments = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": []})
+    fig.segment("x0", "y0", "x1", "y1", source=segments, line_color=PALETTE["prompt"],
+                line_alpha=0.35)  # fmt: skip
+    paths = ColumnDataSource({"xs": [], "ys": [], "color": []})
+    fig.multi_line("xs", "ys", source=paths, line_color="color", line_width=1.5, line_alpha=0.8)
+    ends = ColumnDataSource({"x": [], "y": [], "color": []})
+    fig.scatter("x", "y", source=ends, marker="circle_dot", size=9, fill_color="color",
+                line_color="black")  # fmt: skip
+    # each sprite sheet is held once, by a model that both callbacks reference
+    atlases = ColumnDataSource({"group": [], "uri": [], "cols": [], "n": []})
+    hovers = []
+    for k, (g, (r, src, color, _)) in enumerate(zip(groups, drawn, strict=True)):
+        atlas = thumbnail_atlas(g.thumbnails) if g.is_image and g.thumbnails is not None else None
+        if atlas is not None:
+            for key, value in zip(atlases.data, (k, *atlas, len(g.labels)), strict=True):
+                atlases.data[key].append(value)
+        src.data = _source_data(g, models, alphas, color)
+        hovers.append(HoverTool(renderers=[r], tooltips=_tooltip(g, atlas)))
+    image_renderers = [r for g, (r, *_) in zip(groups, drawn, strict=True) if g.is_image]
+    fig.add_tools(*hovers, TapTool(renderers=image_renderers))
+    return fig, {"sources": [d[1] for d in drawn], "renderers": [d[0] for d in drawn],
+                 "swatches": [d[3] for d in drawn], "colors": [d[2] for d in drawn],
+                 "fills": [rgba(d[2]) for d in drawn], "palette": [rgba(c) for c in Viridis256],
+                 "hovers": hovers, "atlases": atlases,
+                 "segments": segments, "paths_src": paths, "path_ends": ends}  # fmt: skip
+
+
 def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
                       alphas: Sequence[float], *, title: str = "cmakit embedding explorer",
                       text_names: tuple[Sequence[str], Sequence[str]] = ((), ())):  # fmt: skip
@@ -302,123 +305,32 @@ def explorer_document(groups: Sequence[Group], models: Sequence[ModelPoints],
     """
     from bokeh.document import Document
     from bokeh.events import DocumentReady
-    from bokeh.layouts import column, row
-    from bokeh.models import (
-        ColorBar,
-        ColumnDataSource,
-        CustomJS,
-        Div,
-        HoverTool,
-        LinearColorMapper,
-        RadioButtonGroup,
-        Select,
-        Slider,
-        Span,
-        TapTool,
-        TextInput,
-        Toggle,
-    )
-    from bokeh.palettes import Viridis256
-    from bokeh.plotting import figure
+    from bokeh.models import CustomJS
 
     _check(groups, models, alphas)
     alphas, views, scores = [float(a) for a in alphas], _views(models), list(models[0].scores)
-    fig = figure(width=900, height=560, title=title, output_backend="webgl",
-                 tools="pan,wheel_zoom,box_zoom,box_select,lasso_select,reset,save",
-                 active_scroll="wheel_zoom", active_drag="pan")  # fmt: skip
-    drawn = _renderers(fig, groups)
-    segments = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": []})
-    fig.segment(
-        "x0", "y0", "x1", "y1", source=segments, line_color=PALETTE["prompt"], line_alpha=0.35
-    )
-    paths_src = ColumnDataSource({"xs": [], "ys": [], "color": []})
-    fig.multi_line("xs", "ys", source=paths_src, line_color="color", line_width=1.5, line_alpha=0.8)
-    path_ends = ColumnDataSource({"x": [], "y": [], "color": []})
-    fig.scatter("x", "y", source=path_ends, marker="circle_dot", size=9, fill_color="color",
-                line_color="black")  # fmt: skip
-    # each sprite sheet is held once, by a model that both callbacks reference
-    atlases = ColumnDataSource({"group": [], "uri": [], "cols": [], "n": []})
-    hovers = []
-    for k, (g, (r, src, color, _)) in enumerate(zip(groups, drawn, strict=True)):
-        atlas = thumbnail_atlas(g.thumbnails) if g.is_image and g.thumbnails is not None else None
-        if atlas is not None:
-            for key, value in zip(atlases.data, (k, *atlas, len(g.labels)), strict=True):
-                atlases.data[key].append(value)
-        src.data = _source_data(g, models, alphas, color)
-        hovers.append(HoverTool(renderers=[r], tooltips=_tooltip(g, atlas)))
-    image_renderers = [r for g, (r, *_) in zip(groups, drawn, strict=True) if g.is_image]
-    fig.add_tools(*hovers, TapTool(renderers=image_renderers))
-    mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
-    # shown and hidden by its alphas: a change of visibility would lay the whole page out again
-    colorbar = ColorBar(color_mapper=mapper, width=10, title="score", **_colorbar_alphas(0.0))
-    fig.add_layout(colorbar, "right")
-
-    model = Select(title="model", value=models[0].name, options=[m.name for m in models])
-    view = RadioButtonGroup(labels=views, active=0)
-    a0 = alphas[int(np.argmin(np.abs(alphas)))]
-    step = min(np.diff(alphas)) if len(alphas) > 1 else 1.0
-    slider = Slider(title="gap closed post hoc, α", start=alphas[0], value=a0,
-                    end=alphas[-1] if len(alphas) > 1 else alphas[0] + 1.0, step=float(step),
-                    disabled=len(alphas) == 1)  # fmt: skip
     labels = [score_label(s) for s in scores]
-    colour = Select(title="colour by", value="group", options=["group", *labels])
-    recall = Slider(title="threshold at ID recall", start=0.5, end=1.0, step=0.01, value=RECALL)
-    search = TextInput(
-        title="search (class, word, negative label)", placeholder="e.g. a class name"
-    )
-    pairs = Toggle(label="pairs: ID image → class prompt", active=False)
-    paths = Toggle(label="paths across models", active=False, disabled=len(models) < 2)
-    hist_fig = figure(width=380, height=240, title="scores", tools="", toolbar_location=None)
-    hist_sel = ColumnDataSource({"left": [], "right": [], "top": [], "bottom": []})
-    hist_rest = ColumnDataSource({"left": [], "right": [], "top": [], "bottom": []})
-    hist_fig.quad(
-        source=hist_rest,
-        left="left",
-        right="right",
-        top="top",
-        bottom="bottom",
-        fill_color="#999999",
-        fill_alpha=0.5,
-        line_alpha=0,
-        legend_label="rest",
-    )
-    hist_fig.quad(source=hist_sel, left="left", right="right", top="top", bottom="bottom",
-                  fill_color="#0072B2", fill_alpha=0.5, line_alpha=0, legend_label="selected")  # fmt: skip
-    hist_fig.legend.location = "top_left"
-    ctx_hist_items = list(hist_fig.legend[0].items)
-    span = Span(dimension="height", line_color="#D55E00", line_width=2, visible=False)
-    hist_fig.add_layout(span)
-    thresh_div, panel, details = Div(width=380), Div(width=380), Div(width=900)
-    ctx = {"sources": [d[1] for d in drawn], "names": [g.name for g in groups],
-           "kinds": [g.kind for g in groups], "colors": [d[2] for d in drawn],
-           "fills": [rgba(d[2]) for d in drawn],
-           "renderers": [d[0] for d in drawn], "swatches": [d[3] for d in drawn],
-           "model": model, "view": view, "slider": slider, "alphas": alphas, "views": views,
+    fig, plot = _plot(groups, models, alphas, title)
+    widgets = controls([m.name for m in models], views, alphas, labels)
+    panels = side_panels()
+    ctx = {**plot, **widgets, **panels, "names": [g.name for g in groups],
+           "kinds": [g.kind for g in groups], "alphas": alphas, "views": views,
            "shared_view": views.index(SHARED_VIEW) if SHARED_VIEW in views else -1,
-           "colour": colour, "recall": recall, "search": search, "pairs": pairs, "paths": paths,
-           "score_keys": scores, "score_labels": labels, "palette": [rgba(c) for c in Viridis256],
-           "colorbar_alphas": list(_colorbar_alphas(1.0)),
-           "mapper": mapper, "colorbar": colorbar, "segments": segments, "paths_src": paths_src, "path_ends": path_ends,
-           "hist_fig": hist_fig, "hist_items": ctx_hist_items, "hist_sel": hist_sel, "hist_rest": hist_rest, "span": span,
-           "thresh_div": thresh_div, "panel": panel, "details": details, "atlases": atlases,
-           "hovers": hovers, "n_models": len(models), "max_paths": MAX_PATHS,
+           "score_keys": scores, "score_labels": labels, "n_models": len(models),
+           "colorbar_alphas": list(colorbar_alphas(1.0)), "max_paths": MAX_PATHS,
            "path_default": DEFAULT_PATHS, "max_thumbs": MAX_THUMBS,
            "id_names": list(text_names[0]), "neg_names": list(text_names[1])}  # fmt: skip
     call = "{" + ", ".join(ctx) + "}"
     update = CustomJS(args=ctx, code=f"cmakitExplorer.update({call}, cb_obj);")
-    for widget, attr in [(model, "value"), (view, "active"), (slider, "value"), (colour, "value"),
-                         (recall, "value"), (search, "value"), (search, "value_input"),
-                         (pairs, "active"), (paths, "active")]:  # fmt: skip
-        widget.js_on_change(attr, update)
+    changes = {"model": "value", "view": "active", "slider": "value", "colour": "value",
+               "recall": "value", "search": "value", "pairs": "active", "paths": "active"}  # fmt: skip
+    for name, attr in changes.items():
+        widgets[name].js_on_change(attr, update)
+    widgets["search"].js_on_change("value_input", update)  # as the user types
     for src in ctx["sources"]:
         src.selected.js_on_change("indices", update)
-    layout = row(
-        column(Div(text=_HELP, width=900), row(model, view, slider), row(colour, recall, search),
-               row(pairs, paths), fig, details),
-        column(thresh_div, hist_fig, panel),
-    )  # fmt: skip
     doc = Document(title=title)
-    doc.add_root(layout)
+    doc.add_root(page_layout(fig, widgets, panels))
     doc.js_on_event(DocumentReady, CustomJS(args=ctx, code=f"cmakitExplorer.init({call});"))
     return doc
 
