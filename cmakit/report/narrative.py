@@ -78,13 +78,13 @@ def gap_shift_conclusion(curves: Mapping[str, Mapping[str, Sequence[float]]], *,
     by_hand = abs(auroc[base][i1] - auroc[base][i0])
     by_training = abs(a - b)
     verdict = (
-        "the training moved it more than the hand-made shift of FLYP's embeddings did: "
-        "on this run, where the gap sits is not what sets NegLabel's detection; what "
-        "fine-tuning does to the features is (`docs/world_study.md`)"
+        "the training moved it more than the hand-made shift of FLYP's embeddings did, "
+        "which points at what fine-tuning does to the features rather than at where the gap "
+        "sits (the world study, `docs/world_study.md`, tests that reading on more seeds)"
         if by_training > by_hand
         else "the hand-made shift of FLYP's embeddings moved it at least as much as CMA's "
-        "training did: on this run, the gap's position matters as much as what training "
-        "does to the features"
+        "training did, so on this run the gap's position cannot be ruled out as what moves "
+        "NegLabel"
     )
     out.append(f"Of the two ways to close FLYP's gap, {verdict}.")
     return " ".join(out)
