@@ -24,12 +24,6 @@ RENDERED = {"00_primer.ipynb", "01_pretrain.ipynb", "02_finetune.ipynb", "04_mod
 PROGRESS = re.compile(r"\d+/\d+ \[|it/s|step/s|ETA |ended at step|\(done in ")
 
 
-#: Numbers of passages whose rendering waits on another change: notebook 1's description of
-#: the embedded world quotes each preset's class and word counts, and the world is being
-#: reworked; its text is to render them from the world it builds. Kept visible, not ignored.
-PENDING: dict[str, set[str]] = {"01_pretrain.ipynb": {"10", "192", "133"}}
-
-
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     """``{name: notebook}`` of a smoke run with ``seeds=[3]``."""
@@ -45,7 +39,7 @@ def executed(tmp_path_factory):
 @pytest.mark.parametrize("name", [name for name, _ in runner.NOTEBOOKS])
 def test_every_number_of_the_text_is_shown_by_the_notebook(executed, name):
     nb = executed[name]
-    missing = [n for n in unshown(nb) if n not in PENDING.get(name, set())]
+    missing = unshown(nb)
     assert missing == [], "numbers in the text that the notebook does not show"
     if name in RENDERED:  # their computed paragraphs are there, and quote numbers
         rendered = [o for c in nb["cells"] for o in c.get("outputs", [])

@@ -197,3 +197,19 @@ def test_the_toy_ood_notice_says_where_neglabel_beats_mcm():
     for row in rows:
         row["MCM AUROC"] = 0.9
     assert "at no λ" in narrative_toy.toy_ood_notice(pd.DataFrame(rows), lam=0.05)
+
+
+def test_the_geometry_notice_names_what_is_missed_as_the_table_shows_it():
+    from cmakit.core.geometry import geometry_targets
+    from cmakit.report.narrative_training import geometry_notice, geometry_table
+
+    rows = geometry_targets({"logit_scale": 82.64, "modality_gap": 0.43, "id_accuracy": 0.542})
+    table = geometry_table(rows)
+    assert (
+        table.loc["modality_gap", "measured"] == "0.43" and table.loc["logit_scale", "met"] == "yes"
+    )
+    text = geometry_notice(rows)
+    assert "`modality_gap` measures 0.43" in text and "`id_accuracy` measures 0.542" in text
+    assert "logit_scale" not in text  # met: not named
+    met = geometry_targets({"logit_scale": 82.64, "modality_gap": 0.6})
+    assert "meets every target measured here:" in geometry_notice(met)

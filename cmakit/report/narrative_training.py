@@ -120,3 +120,38 @@ def pretraining_notice(ends: pd.DataFrame, *, run: str = "pretraining") -> str:
         "modalities together, so the model keeps a modality gap (the primer, notebook 0, shows "
         "why)."
     )
+
+
+def geometry_table(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """The geometry targets (:func:`cmakit.core.geometry.geometry_targets` rows) as notebook 1
+    shows them: one row per target, the measured value to three significant digits ("—" where
+    this report does not measure it), whether it is met, and the target's published source."""
+    table = pd.DataFrame(list(rows)).set_index("name")
+    table["measured"] = [_sig(v) for v in table["measured"]]
+    table["met"] = [{True: "yes", False: "no", None: "—"}[m] for m in table["met"]]
+    return table[["target", "measured", "met", "source"]]
+
+
+def geometry_notice(rows: Sequence[Mapping[str, object]]) -> str:
+    """Notebook 1: whether the zero-shot model meets the geometry targets, and which it misses
+    (quoting the values as :func:`geometry_table` shows them)."""
+    missed = [r for r in rows if r["met"] is False]
+    if not missed:
+        return (
+            "**What to notice** (the table). The zero-shot model meets every target measured "
+            "here: it has the geometry the paper's argument starts from, a cold temperature, a "
+            "gap between ID images and ID prompts, and the texts on their own side. Notebook 4 "
+            "shows the two clouds, and whether FLYP keeps them and CMA merges them."
+        )
+    misses = "; ".join(f"`{r['name']}` measures {_sig(r['measured'])} against `{r['target']}`"
+                       for r in missed)  # fmt: skip
+    return (
+        f"**What to notice** (the table). The zero-shot model meets every target measured here "
+        f"but these: {misses}. The figures of notebook 4 are read with that in mind; "
+        "`docs/world_design.md` says which recipes were tried on validation data and why this "
+        "one was chosen."
+    )
+
+
+def _sig(value: object) -> str:
+    return "—" if value is None else f"{float(value):.3g}"
