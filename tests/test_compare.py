@@ -10,16 +10,16 @@ import pytest
 
 from cmakit import cli
 from cmakit.common.io import read_json, write_json
-from cmakit.pipeline import compare
+from cmakit.pipeline import references
 from cmakit.pipeline.compare import (
     FLOORS,
-    REFERENCE_DIR,
     ProfileMismatch,
     compare_runs,
     compare_summaries,
     headline_numbers,
     tolerance,
 )
+from cmakit.pipeline.references import REFERENCE_DIR
 
 SMOKE = REFERENCE_DIR / "smoke.json"
 
@@ -160,7 +160,7 @@ def test_a_run_of_another_profile_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_no_shipped_reference_and_a_bad_file_say_what_to_do(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(compare, "REFERENCE_DIR", tmp_path / "none")
+    monkeypatch.setattr(references, "REFERENCE_DIR", tmp_path / "none")
     run = _smoke_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="ships no reference for the 'smoke' profile"):
         compare_runs(run)
