@@ -20,11 +20,11 @@ with ``K_STD = 3`` and the floors of :data:`FLOORS` (1 percentage point for the 
   zero-shot model's seed spread is near zero (NegLabel far AUROC ± 0.1 on `cpu`) while its
   cross-CPU difference was 0.5 points (98.7 vs 99.2), and its gap 0.005 (0.231 vs 0.226, std
   0.002). The floors cover that with a factor of two.
-* With a one-seed reference (`smoke`) the floors are the whole tolerance. Smoke's test sets are
-  small (one of its 48 near-OoD images is 2.1 points of FPR95) and its CMA model sits at chance
-  accuracy, so a smoke run on another CPU can move a number past the floors: smoke checks a
-  setup on the machine that made its reference; the `cpu` profile's seeds are the check across
-  machines.
+* With a one-seed reference (`smoke`) the floors are the whole tolerance. Smoke's micro model
+  sits near chance, its numbers move by several points from one seed to the next and its test
+  sets are small (one of its 48 near-OoD images is 2.1 points of FPR95), so a smoke run on
+  another CPU can move a number past the floors: smoke checks a setup on the machine that made
+  its reference; the `cpu` profile's seeds are the check across machines.
 * The tolerance comes from the reference only: the run under test cannot widen its own band.
 
 The comparison functions work on summary dicts (``summary.json``, :mod:`cmakit.report.summary`);
