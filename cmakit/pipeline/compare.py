@@ -218,10 +218,14 @@ def compare_with_paper(run: Mapping[str, Any], *, run_name: str = "run") -> Comp
         if math.isfinite(value):
             rows.append(Row(f"{h.label} [{table.split('_')[0]} {row_name}]", h.unit, h.value,
                             value, None))  # fmt: skip
-    header = ("reference: the paper's reported numbers (Kim & Hwang, CVPR 2025, Tables 1-3); "
-              "other hardware, data copies and code: no tolerance applies.",)  # fmt: skip
+    header = ("source: the numbers reported in Kim & Hwang, CVPR 2025 (Tables 1-3; FPR95 with ID "
+              "as the positive class); other hardware, data copies and code: no tolerance "
+              "applies.",)  # fmt: skip
+    notes = () if run.get("convention") == "id_positive" else (
+        f"note: the run's convention is {run.get('convention')!r}, the paper's id_positive: its "
+        "FPR95 measures another rate.",)  # fmt: skip
     return Comparison(run_name, "the paper's Tables 1-3", str(run.get("profile")), tuple(rows),
-                      verdict=False, header=header)  # fmt: skip
+                      verdict=False, header=header, notes=notes)  # fmt: skip
 
 
 def _paper_cell(rest: list[str]) -> tuple[str | None, str]:
