@@ -10,16 +10,16 @@ import pytest
 
 from cmakit import cli
 from cmakit.common.io import read_json, write_json
-from cmakit.pipeline import compare
+from cmakit.pipeline import compare, references
 from cmakit.pipeline.compare import (
     FLOORS,
-    REFERENCE_DIR,
     ProfileMismatch,
     compare_runs,
     compare_summaries,
     headline_numbers,
     tolerance,
 )
+from cmakit.pipeline.references import REFERENCE_DIR
 
 SMOKE = REFERENCE_DIR / "smoke.json"
 
@@ -160,7 +160,7 @@ def test_a_run_of_another_profile_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_no_shipped_reference_and_a_bad_file_say_what_to_do(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(compare, "REFERENCE_DIR", tmp_path / "none")
+    monkeypatch.setattr(references, "REFERENCE_DIR", tmp_path / "none")
     run = _smoke_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="ships no reference for the 'smoke' profile"):
         compare_runs(run)
@@ -177,7 +177,7 @@ def test_a_paper_run_is_shown_beside_the_papers_tables_without_a_verdict(tmp_pat
     write_json(tmp_path / "paper" / "summary.json", summary)
     assert cli.main(["compare", str(tmp_path / "paper")]) == 0
     out = capsys.readouterr().out
-    assert "no verdict" in out and "DIFFERS" not in out
+    assert "no verdict" in out and "DIFFERS" not in out and "convention" not in out
     row = next(line for line in out.splitlines() if line.startswith("CMA NegLabel near AUROC"))
     assert "[table2 CMA_NegLabel]" in row and "84.5" in row  # the paper's 84.46
     mos = next(line for line in out.splitlines() if line.startswith("CMA NegLabel mos AUROC"))
@@ -185,6 +185,8 @@ def test_a_paper_run_is_shown_beside_the_papers_tables_without_a_verdict(tmp_pat
     acc = next(line for line in out.splitlines() if line.startswith("zero-shot ID accuracy"))
     assert "66.6" in acc  # Table 3's zero-shot row
     assert not [line for line in out.splitlines() if line.startswith(("CMA gap", "zero-shot gap"))]
+    summary["convention"] = "ood_positive"  # OpenOOD's: the paper's FPR95 is another rate
+    assert "convention is 'ood_positive'" in compare.compare_with_paper(summary).text()
 
 
 def test_headline_numbers_need_a_summary():

@@ -111,8 +111,9 @@ def tree_digest(root: str | os.PathLike, *, length: int = 16) -> dict[str, Any]:
     bytes of its image lists (``*.txt``: OpenOOD's ``benchmark_imglist``), without reading any
     image.
 
-    One ``stat`` per file (about 1-3 s per million files on a local disk); symlinks are followed,
-    as the data loaders follow them.
+    One ``stat`` per file, once per run: 43-49 µs per file measured on a 2-core machine busy
+    with other jobs (load 9), which puts ImageNet-1k's 1.33 M files near one minute there; a
+    network file system is slower. Symlinks are followed, as the data loaders follow them.
 
     Args:
         root: A data root (ImageNet, MOS or OpenOOD); a missing one is reported, not an error.
@@ -124,22 +125,32 @@ def tree_digest(root: str | os.PathLike, *, length: int = 16) -> dict[str, Any]:
     root = Path(root)
     if not root.is_dir():
         return {"missing": str(root)}
-    h, files, size = hashlib.sha256(), 0, 0
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        dirs.sort()
-        rel = os.path.relpath(folder, root)
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            try:
-                st = os.stat(path)
-            except OSError:  # a dangling link: part of what the folder holds
-                h.update(f"{rel}/{name}:unreadable\n".encode())
+    h, totals = hashlib.sha256(), [0, 0]
+    _digest_folder(str(root), "", h, totals)
+    return {"files": totals[0], "bytes": totals[1], "digest": h.hexdigest()[:length]}
+
+
+def _digest_folder(folder: str, rel: str, h: Any, totals: list[int]) -> None:
+    """Add one folder's files (one ``update`` per folder) and then its sub-folders, sorted."""
+    lines, subfolders = [], []
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.is_dir():
+                subfolders.append(entry)
                 continue
-            files, size = files + 1, size + st.st_size
-            h.update(f"{rel}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-            if name.endswith(LIST_SUFFIXES):
-                h.update(file_digest(path).encode())
-    return {"files": files, "bytes": size, "digest": h.hexdigest()[:length]}
+            try:
+                st = entry.stat()
+            except OSError:  # a dangling link: part of what the folder holds
+                lines.append(f"{rel}{entry.name}:unreadable")
+                continue
+            totals[0], totals[1] = totals[0] + 1, totals[1] + st.st_size
+            lines.append(f"{rel}{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+            if entry.name.endswith(LIST_SUFFIXES):
+                lines.append(file_digest(entry.path))
+    h.update("\n".join(lines).encode())
+    for sub in subfolders:
+        h.update(f"\n{rel}{sub.name}/".encode())
+        _digest_folder(sub.path, f"{rel}{sub.name}/", h, totals)
 
 
 CACHE_ENV = "CMAKIT_CACHE"

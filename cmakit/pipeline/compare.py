@@ -20,17 +20,18 @@ with ``K_STD = 3`` and the floors of :data:`FLOORS` (1 percentage point for the 
   zero-shot model's seed spread is near zero (NegLabel far AUROC ± 0.1 on `cpu`) while its
   cross-CPU difference was 0.5 points (98.7 vs 99.2), and its gap 0.005 (0.231 vs 0.226, std
   0.002). The floors cover that with a factor of two.
-* With a one-seed reference (`smoke`) the floors are the whole tolerance. Smoke's test sets are
-  small (one of its 48 near-OoD images is 2.1 points of FPR95) and its CMA model sits at chance
-  accuracy, so a smoke run on another CPU can move a number past the floors: smoke checks a
-  setup on the machine that made its reference; the `cpu` profile's seeds are the check across
-  machines.
+* With a one-seed reference (`smoke`) the floors are the whole tolerance. Smoke's micro model
+  sits near chance, its numbers move by several points from one seed to the next and its test
+  sets are small (one of its 48 near-OoD images is 2.1 points of FPR95), so a smoke run on
+  another CPU can move a number past the floors: smoke checks a setup on the machine that made
+  its reference; the `cpu` profile's seeds are the check across machines.
 * The tolerance comes from the reference only: the run under test cannot widen its own band.
 
 The comparison functions work on summary dicts (``summary.json``, :mod:`cmakit.report.summary`);
 :func:`compare_runs` reads the files. A reference document (``docs/reference/<profile>.json``,
 written by ``python -m cmakit.pipeline.publish --reference RUN``) holds a run's summary and
-tables with the machine and package versions that made it. A ``paper`` run is compared with the
+tables with the machine and package versions that made it (:mod:`cmakit.pipeline.references`).
+A ``paper`` run is compared with the
 paper's Tables 1-3 instead, for information only: no verdict.
 """
 
@@ -40,16 +41,12 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cmakit.common.constants import METHODS, MODEL_LABELS
-from cmakit.common.io import read_json
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-#: Where the kit's reference of each embedded profile lives (``<profile>.json``).
-REFERENCE_DIR = PROJECT_ROOT / "docs" / "reference"
-#: What a reference document says it is (``kind``), and its format version.
-REFERENCE_KIND, REFERENCE_FORMAT = "cmakit reference", 1
+from cmakit.pipeline import references
+from cmakit.pipeline.comparison import Comparison, Row, Unit
+from cmakit.pipeline.references import describe_machine, read_reference
 
 #: Tolerance = max(K_STD * the reference's std over seeds, FLOORS[unit]).
 K_STD = 3.0
@@ -60,8 +57,6 @@ HEADLINE_SCORES: dict[str, str] = {"mcm": "MCM", "neglabel": "NegLabel", "csp": 
 HEADLINE_METRICS: dict[str, str] = {"fpr95": "FPR95", "auroc": "AUROC"}
 #: Configuration fields that change no number (not reported as differences).
 _NEUTRAL_FIELDS = frozenset({"run_dir", "device", "threads", "num_workers", "cache_dir"})
-
-Unit = Literal["fraction", "gap"]
 
 
 class ProfileMismatch(ValueError):
@@ -83,93 +78,6 @@ class Headline:
     value: float
     std: float
     unit: Unit
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One number of the run beside the reference's.
-
-    Attributes:
-        label: What it is, in words.
-        unit: "fraction" or "gap".
-        run: The run's value (``None``: the run lacks it).
-        reference: The reference's value.
-        tolerance: The largest difference that agrees (``None``: informational, no verdict).
-    """
-
-    label: str
-    unit: Unit
-    run: float | None
-    reference: float
-    tolerance: float | None
-
-    @property
-    def diff(self) -> float | None:
-        """``run - reference`` (``None`` when the run lacks the number)."""
-        return None if self.run is None else self.run - self.reference
-
-    @property
-    def agrees(self) -> bool:
-        """Within the tolerance (a missing number never agrees)."""
-        if self.diff is None:
-            return False
-        return self.tolerance is None or abs(self.diff) <= self.tolerance
-
-
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """A run's headline numbers beside a reference's.
-
-    Attributes:
-        run: Where the run's numbers come from (a path, or "run").
-        reference: Where the reference's come from.
-        profile: The profile of both.
-        rows: One per headline number of the reference.
-        verdict: Whether a verdict is given (``False`` for the paper's tables: information).
-        header: Lines about the reference and the tolerance, printed before the table.
-        notes: Lines about other differences (seeds, configuration), printed after it.
-    """
-
-    run: str
-    reference: str
-    profile: str
-    rows: tuple[Row, ...]
-    verdict: bool = True
-    header: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def disagreements(self) -> list[Row]:
-        """The rows outside their tolerance (none when no verdict is given)."""
-        return [r for r in self.rows if not r.agrees] if self.verdict else []
-
-    @property
-    def agrees(self) -> bool:
-        """Every headline number within its tolerance (always True without a verdict)."""
-        return not self.disagreements
-
-    @property
-    def exit_code(self) -> int:
-        """0 when the run agrees (or no verdict is given), 1 otherwise."""
-        return 0 if self.agrees else 1
-
-    def text(self) -> str:
-        """The comparison as the command prints it: header, table, notes, verdict."""
-        lines = [f"run: {self.run}", f"reference: {self.reference}", *self.header, ""]
-        lines += format_rows(self.rows)
-        lines += ["", *self.notes] if self.notes else []
-        lines.append(self.verdict_line())
-        return "\n".join(lines)
-
-    def verdict_line(self) -> str:
-        """One line: agrees, or which numbers disagree and by how much."""
-        if not self.verdict:
-            return "no verdict: differences from the paper are shown for information."
-        bad = self.disagreements
-        if not bad:
-            return f"verdict: AGREES (all {len(self.rows)} headline numbers within tolerance)."
-        named = "; ".join(_describe(r) for r in bad)
-        return f"verdict: DISAGREES on {len(bad)} of {len(self.rows)} numbers: {named}."
 
 
 def tolerance(std: float, unit: Unit, *, k: float = K_STD) -> float:
@@ -239,7 +147,8 @@ def compare_summaries(
         raise ProfileMismatch(
             f"{run_name} is a {run.get('profile')!r} run but {reference_name} is a "
             f"{reference.get('profile')!r} reference: compare it with "
-            f"{REFERENCE_DIR / str(run.get('profile'))}.json or a reference of its profile."
+            f"{references.REFERENCE_DIR / str(run.get('profile'))}.json or a reference of its "
+            "profile."
         )
     ours, theirs = headline_numbers(run), headline_numbers(reference)
     rows = tuple(Row(h.label, h.unit, ours[key].value if key in ours else None, h.value,
@@ -284,50 +193,6 @@ def config_differences(run: Mapping[str, Any], reference: Mapping[str, Any]) -> 
             if run.get(k) != reference.get(k)]  # fmt: skip
 
 
-def describe_machine(made_by: Mapping[str, Any]) -> str:
-    """One line: CPU, cores, platform, python and the numeric packages' versions."""
-    machine = made_by.get("machine", {})
-    versions = made_by.get("versions", {})
-    packages = ", ".join(f"{name} {versions[pkg]}" for pkg, name in
-                         (("torch", "torch"), ("numpy", "numpy"), ("open_clip_torch", "open_clip"))
-                         if versions.get(pkg))  # fmt: skip
-    commit = made_by.get("git_commit")
-    return (f"{machine.get('cpu', 'unknown CPU')} ({machine.get('cores', '?')} cores, "
-            f"{machine.get('arch', '?')}), {machine.get('platform', '?')}, python "
-            f"{made_by.get('python', '?')}, {packages}"
-            + (f", cmakit {commit[:12]}" if commit else "")
-            + (" with uncommitted changes" if made_by.get("git_dirty") else ""))  # fmt: skip
-
-
-def format_rows(rows: tuple[Row, ...] | list[Row]) -> list[str]:
-    """The rows as a fixed-width table; fractions in percent, the gap as it is."""
-    width = max([len(r.label + _unit_suffix(r)) for r in rows] + [6]) + 1
-    verdict = any(r.tolerance is not None for r in rows)
-    head = f"{'number':<{width}} {'run':>8} {'ref.':>8} {'diff':>8}"
-    lines = [head + (f" {'tol.':>7}" if verdict else "")]
-    for r in rows:
-        digits, scale = (3, 1.0) if r.unit == "gap" else (1, 100.0)
-        run = "missing" if r.run is None else f"{r.run * scale:.{digits}f}"
-        diff = "" if r.diff is None else f"{r.diff * scale:+.{digits + 1}f}"
-        line = f"{r.label + _unit_suffix(r):<{width}} {run:>8} {r.reference * scale:>8.{digits}f} {diff:>8}"
-        if r.tolerance is not None:
-            line += f" {r.tolerance * scale:>7.{digits + 1}f}  {'ok' if r.agrees else 'DIFFERS'}"
-        lines.append(line)
-    return lines
-
-
-def _unit_suffix(row: Row) -> str:
-    return "" if row.unit == "gap" else " (%)"
-
-
-def _describe(row: Row) -> str:
-    scale, digits = (1.0, 3) if row.unit == "gap" else (100.0, 1)
-    if row.run is None:
-        return f"{row.label} missing in the run"
-    return (f"{row.label} {row.run * scale:.{digits}f} vs {row.reference * scale:.{digits}f} "
-            f"(tolerance {row.tolerance * scale:.{digits + 1}f})")  # fmt: skip
-
-
 # ------------------------------------------------------------------------------ the paper's tables
 
 
@@ -353,10 +218,14 @@ def compare_with_paper(run: Mapping[str, Any], *, run_name: str = "run") -> Comp
         if math.isfinite(value):
             rows.append(Row(f"{h.label} [{table.split('_')[0]} {row_name}]", h.unit, h.value,
                             value, None))  # fmt: skip
-    header = ("reference: the paper's reported numbers (Kim & Hwang, CVPR 2025, Tables 1-3); "
-              "other hardware, data copies and code: no tolerance applies.",)  # fmt: skip
+    header = ("source: the numbers reported in Kim & Hwang, CVPR 2025 (Tables 1-3; FPR95 with ID "
+              "as the positive class); other hardware, data copies and code: no tolerance "
+              "applies.",)  # fmt: skip
+    notes = () if run.get("convention") == "id_positive" else (
+        f"note: the run's convention is {run.get('convention')!r}, the paper's id_positive: its "
+        "FPR95 measures another rate.",)  # fmt: skip
     return Comparison(run_name, "the paper's Tables 1-3", str(run.get("profile")), tuple(rows),
-                      verdict=False, header=header)  # fmt: skip
+                      verdict=False, header=header, notes=notes)  # fmt: skip
 
 
 def _paper_cell(rest: list[str]) -> tuple[str | None, str]:
@@ -371,37 +240,6 @@ def _paper_cell(rest: list[str]) -> tuple[str | None, str]:
 
 
 # ------------------------------------------------------------------------------------- the files
-
-
-def read_reference(path: str | Path) -> dict[str, Any]:
-    """A reference as ``{"summary", "made_by", ...}`` from a reference document, a run folder or
-    a ``summary.json`` (the latter two with no ``made_by``).
-
-    Raises:
-        FileNotFoundError: no such file or folder (or no ``summary.json`` in the folder).
-        ValueError: a JSON file that is neither a reference document nor a summary.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "summary.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: give a run folder, its summary.json or a "
-                                "reference document (docs/reference/<profile>.json).")  # fmt: skip
-    doc = read_json(path)
-    if isinstance(doc, dict) and doc.get("kind") == REFERENCE_KIND:
-        if doc.get("format") != REFERENCE_FORMAT:
-            raise ValueError(f"{path} is a reference of format {doc.get('format')!r}; this cmakit "
-                             f"reads format {REFERENCE_FORMAT}: regenerate it with `python -m "
-                             "cmakit.pipeline.publish --reference RUN`.")  # fmt: skip
-        return doc
-    if isinstance(doc, dict) and "methods" in doc and "profile" in doc:
-        return {"summary": doc, "made_by": None, "config": _run_config(path.parent)}
-    raise ValueError(f"{path} is neither a run's summary.json nor a cmakit reference document.")
-
-
-def _run_config(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "config.json"
-    return read_json(path).get("config") if path.is_file() else None
 
 
 def compare_runs(
@@ -432,7 +270,7 @@ def compare_runs(
     if reference is None and summary["profile"] == "paper":
         return compare_with_paper(summary, run_name=str(run))
     if reference is None:
-        reference = REFERENCE_DIR / f"{summary['profile']}.json"
+        reference = references.REFERENCE_DIR / f"{summary['profile']}.json"
         if not Path(reference).is_file():
             raise FileNotFoundError(
                 f"cmakit ships no reference for the {summary['profile']!r} profile ({reference} "

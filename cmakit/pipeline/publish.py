@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cmakit.common.io import read_json, write_json, write_text
-from cmakit.pipeline.compare import (
+from cmakit.pipeline.references import (
     PROJECT_ROOT,
     REFERENCE_FORMAT,
     REFERENCE_KIND,
