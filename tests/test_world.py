@@ -40,6 +40,8 @@ from cmakit.data.world.render import COLOUR_NAMES, OBJECTS
 from cmakit.data.world.sanity import in_disguise, max_iou
 
 SMOKE = world_config("smoke")
+#: Every world preset of the profiles and the study.
+EVERY_WORLD = [world_config(p) for p in ("cpu", "cpu_plain", "cpu_warm", "shapes")] + [SMOKE]
 SPLITS = ("pretrain", "train", "val", "test", *OOD_SETS, *VAL_OOD_SETS)
 
 
@@ -111,16 +113,7 @@ def test_concepts_of_splits_are_disjoint(world):
     assert set(world.concepts["pretrain"]) >= set().union(*seen) | id_set
 
 
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        world_config("cpu"),
-        world_config("cpu_plain"),
-        world_config("cpu_warm"),
-        world_config("shapes"),
-        SMOKE,
-    ],
-)
+@pytest.mark.parametrize("cfg", EVERY_WORLD)
 def test_validation_ood_is_disjoint_from_test_ood_and_id(cfg):
     test_ood = set(cfg.near_classes) | set(cfg.far_object_classes) | set(cfg.far_texture_classes)
     val_near, val_far = set(cfg.val_near_classes), set(cfg.val_far_object_classes)
@@ -200,16 +193,7 @@ def test_lexicon_covers_the_world():
     assert len(non_id) > 50
 
 
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        world_config("cpu"),
-        world_config("cpu_plain"),
-        world_config("cpu_warm"),
-        world_config("shapes"),
-        SMOKE,
-    ],
-)
+@pytest.mark.parametrize("cfg", EVERY_WORLD)
 def test_near_and_far_sets_are_what_they_claim(cfg):
     id_family = {concept_family(c) for c in cfg.id_classnames}
     assert {concept_family(c) for c in cfg.near_classes} <= id_family
