@@ -154,4 +154,7 @@ def geometry_notice(rows: Sequence[Mapping[str, object]]) -> str:
 
 
 def _sig(value: object) -> str:
-    return "—" if value is None else f"{float(value):.3g}"
+    """Three significant digits; "—" for a value not measured (None, or NaN in a table)."""
+    if value is None or value != value:  # NaN: pandas' None in a float column
+        return "—"
+    return f"{float(value):.3g}"
