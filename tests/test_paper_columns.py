@@ -197,6 +197,10 @@ def test_command_line_evaluate_reports_group_means_not_one_mean(tmp_path):
     run = SimpleNamespace(embeddings=str(tmp_path), score="mcm", groups=1,
                           convention="id_positive", estimator="trapezoid",
                           out=str(tmp_path / "metrics.json"))  # fmt: skip
+    with pytest.raises(ValueError, match="records no rows of OpenOOD's ID list"):
+        run_evaluate(run)  # embeddings of an older embed: OpenOOD's ID rows unknown
+    manifest["id_subsets"] = {"openood_imagenet": list(range(20))}  # as `embed` records them
+    (tmp_path / "embeddings.json").write_text(json.dumps(manifest))
     result = run_evaluate(run)
     assert cli_groups(sets) == {"near": ["openood-ninco"], "far": ["openood-inaturalist"],
                                 "mos": ["mos-SUN", "mos-Places"]}  # fmt: skip
