@@ -37,6 +37,9 @@ MOS_SET_NAMES: dict[str, str] = {
     "mos_textures": "Textures",
 }  # fmt: skip
 
+#: Which towers fine-tuning may move: both (the paper's recipe), the image tower or the text tower.
+TOWERS: tuple[str, ...] = ("both", "image", "text")
+
 #: Metric conventions: the paper's / MOS (ID positive) and OpenOOD v1.5's (OoD positive).
 CONVENTIONS: tuple[str, ...] = ("id_positive", "ood_positive")
 

@@ -44,6 +44,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
+from cmakit.common.constants import TOWERS
 from cmakit.common.strict_config import to_dict
 from cmakit.core.losses import CMALoss
 from cmakit.engine import distributed as dist_util
@@ -169,8 +170,6 @@ class TrainConfig:
         need(self.towers in TOWERS, f"towers={self.towers!r}; choose one of {list(TOWERS)}.")
 
 
-#: Which parameters each choice of ``TrainConfig.towers`` trains.
-TOWERS = ("both", "image", "text")
 #: Parameters of neither tower: they train whatever the towers.
 SHARED_PARAMETERS = ("logit_scale", "logit_bias")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cmakit.common.constants import CONVENTIONS, TEST_PROMPT, TRAIN_PROMPT
+from cmakit.common.constants import CONVENTIONS, TEST_PROMPT, TOWERS, TRAIN_PROMPT
 from cmakit.common.strict_config import ConfigError, check_keys, from_dict, to_dict
 from cmakit.data.wordnet import POOLS
 
@@ -94,9 +94,9 @@ class RunConfig:
             raise ConfigError(
                 f"convention={self.convention!r} is not known; choose 'id_positive' or 'ood_positive'."
             )
-        if self.finetune_towers not in ("both", "image", "text"):
+        if self.finetune_towers not in TOWERS:
             raise ConfigError(
-                f"finetune_towers={self.finetune_towers!r} must be 'both', 'image' or 'text'."
+                f"finetune_towers={self.finetune_towers!r}; choose one of {list(TOWERS)}."
             )
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision={self.precision!r} must be 'fp32' or 'bf16'.")
