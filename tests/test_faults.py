@@ -672,6 +672,26 @@ def test_12_ctrl_c_ends_with_the_resume_line_and_nothing_after_it(tmp_path):
     assert "Traceback" not in err and "DeadKernelError" not in err, err
 
 
+def test_12_after_ctrl_c_the_kernel_death_reports_are_dropped_and_nothing_else():
+    """Both reports of the kernel's death come after the resume line when the run's kernel is
+    shut down (asyncio's unretrieved DeadKernelError, nbclient's line on papermill's logger);
+    the filter drops exactly those, once installed."""
+    from nbclient.exceptions import DeadKernelError
+
+    from cmakit.pipeline.runner import DEAD_KERNEL_LOGGERS, _DeadKernelFilter
+
+    def record(msg, exc=None):
+        info = (type(exc), exc, None) if exc else None
+        return logging.LogRecord("papermill", logging.ERROR, __file__, 1, msg, None, info)
+
+    keep = _DeadKernelFilter().filter
+    assert not keep(record("Kernel died while waiting for execute reply."))
+    assert not keep(record("Task exception was never retrieved", DeadKernelError("Kernel died")))
+    assert keep(record("Executing notebook with kernel: python3"))
+    assert keep(record("Task exception was never retrieved", RuntimeError("other")))
+    assert set(DEAD_KERNEL_LOGGERS) == {"asyncio", "papermill"}
+
+
 # ---------------------------------------------------------------- 13: mismatched widths
 def test_13_evaluate_on_embeddings_of_two_widths_names_the_set_and_file(tmp_path, capsys):
     rng = np.random.default_rng(0)

@@ -219,12 +219,16 @@ def test_an_executed_notebook_is_kept_until_its_inputs_change(tmp_path, monkeypa
 
 
 def _outputs(path) -> dict[str, str]:
-    """``{"PID": ..., "LEAK": ...}`` from the printed lines of an executed notebook."""
+    """``{"PID": ..., "LEAK": ...}`` from the printed lines of an executed notebook, and
+    ``"streams"``: every stream output's text, in order (a kernel's stray message shows there)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    streams = [o.get("text", "") for c in nb.cells for o in c.get("outputs", [])]
+    lines = [line for text in streams for line in text.splitlines()]
+    keys = ("PID", "LEAK", "HISTORY")
+    found = dict(line.split(" ", 1) for line in lines if line.split(" ")[0] in keys)
+    return {**found, "streams": "".join(streams)}
 
 
 @pytest.mark.parametrize("fresh", [False, True])
@@ -235,6 +239,7 @@ def test_the_notebooks_of_a_run_share_a_kernel_that_carries_nothing_over(
     body = (
         "import os\nimport torch\n"
         "print('PID', os.getpid())\nprint('LEAK', 'left_behind' in globals())\n"
+        "print('HISTORY', get_ipython().history_manager.session_number)\n"
         "left_behind = torch.rand(3)"
     )
     for name in ("02_finetune.ipynb", "03_embed.ipynb"):
@@ -245,7 +250,14 @@ def test_the_notebooks_of_a_run_share_a_kernel_that_carries_nothing_over(
     first, second = (
         _outputs(out / "notebooks" / n) for n in ("02_finetune.ipynb", "03_embed.ipynb")
     )
+    # nothing but the cells' own lines: a shared kernel whose count restarts at 1 in the same
+    # history session printed IPython's "Session/line number was not unique" into a notebook
+    for outputs in (first, second):
+        expected = f"PID {outputs['PID']}\nLEAK False\nHISTORY {outputs['HISTORY']}\n"
+        assert outputs["streams"] == expected, outputs["streams"]
     assert (first["PID"] != second["PID"]) is fresh  # one process for the run unless asked
+    # each notebook its own session of a history kept in memory, as in a kernel of its own
+    assert (first["HISTORY"], second["HISTORY"]) == (("1", "1") if fresh else ("1", "2"))
     assert second["LEAK"] == "False"  # the first notebook's names are gone
     import nbformat  # each executed notebook is numbered [1], [2], ... as if run alone
 

@@ -10,7 +10,10 @@ notebook would find a fresh one:
   earlier notebook defined, so each executed notebook still runs on its own in Jupyter;
 - open figures are closed, garbage is collected and cached GPU memory is released;
 - the execution count starts again at 1, so the executed notebook's cells are numbered
-  [1], [2], … as in a notebook run alone.
+  [1], [2], … as in a notebook run alone, and IPython's input history starts a new session
+  (:func:`restart_count`): lines numbered from 1 again in the old session would collide in
+  IPython's history database, and IPython would print "Session/line number was not unique in
+  database" into whichever notebook's output was current.
 
 Imported modules stay imported (that is the saving) and module-level state stays with them:
 cmakit keeps none that a notebook's results depend on (products live in the run folder, and
@@ -32,8 +35,7 @@ log = logging.getLogger("cmakit.pipeline")
 #: Run in the kernel between two notebooks, silently (not counted as an execution), so that
 #: the next notebook's first cell is [1].
 RESET_CODE = (
-    "%reset -f\nfrom cmakit.pipeline import kernel as _k\n_k.tidy()\ndel _k\n"
-    "get_ipython().execution_count = 1"
+    "%reset -f\nfrom cmakit.pipeline import kernel as _k\n_k.tidy()\n_k.restart_count()\ndel _k"
 )
 
 
@@ -50,6 +52,22 @@ def tidy() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+#: The shared kernel's IPython history lives in memory, as in the kernels nbclient starts itself
+#: (its ``ipython_hist_file``): a batch run writes nothing to the user's history database.
+HISTORY_ARGS = ["--HistoryManager.hist_file=:memory:"]
+
+
+def restart_count() -> None:
+    """Number the next cell [1] in a new session of IPython's input history, as a new kernel
+    would (the old session's lines are written out first). Called in the kernel between
+    notebooks."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    shell.history_manager.reset(new_session=True)
+    shell.execution_count = 1
 
 
 def _tracking_manager() -> Any:
@@ -118,8 +136,9 @@ class SharedKernel:
         if self._km is None:
             self._km = _tracking_manager()
             run_sync(self._km.start_kernel)(
-                extra_arguments=self.extra_arguments, cwd=self.cwd, env={**os.environ, **self.env}
-            )
+                extra_arguments=[*self.extra_arguments, *HISTORY_ARGS], cwd=self.cwd,
+                env={**os.environ, **self.env},
+            )  # fmt: skip
         else:
             self._run(RESET_CODE, "reset")
         return self._km

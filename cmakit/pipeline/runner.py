@@ -360,19 +360,30 @@ def disk_full(run_dir: Path) -> str:
 
 
 class _DeadKernelFilter(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" report of nbclient's kernel-alive
-    poll, which fails with DeadKernelError once Ctrl-C has also stopped the kernel."""
+    """Drops the reports of a kernel's death that follow Ctrl-C (the kernel got the signal too):
+    asyncio's "Task exception was never retrieved" of nbclient's kernel-alive poll, which fails
+    with DeadKernelError, and nbclient's own "Kernel died while waiting for execute reply." on
+    papermill's logger. Either may come once the run's kernel is shut down, after the resume
+    line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return type(exc).__name__ != "DeadKernelError" and "DeadKernelError" not in str(record.msg)
+        text = str(record.msg)
+        return not (type(exc).__name__ == "DeadKernelError" or "DeadKernelError" in text
+                    or text.startswith("Kernel died"))  # fmt: skip
+
+
+#: The loggers that report a kernel's death: asyncio's (unretrieved task exceptions) and
+#: papermill's (nbclient logs through it).
+DEAD_KERNEL_LOGGERS = ("asyncio", "papermill")
 
 
 def quiet_dead_kernel_reports() -> None:
-    """Install :class:`_DeadKernelFilter` on asyncio's logger (once)."""
-    logger = logging.getLogger("asyncio")
-    if not any(isinstance(f, _DeadKernelFilter) for f in logger.filters):
-        logger.addFilter(_DeadKernelFilter())
+    """Install :class:`_DeadKernelFilter` on :data:`DEAD_KERNEL_LOGGERS` (once each)."""
+    for name in DEAD_KERNEL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DeadKernelFilter) for f in logger.filters):
+            logger.addFilter(_DeadKernelFilter())
 
 
 def interrupted_message(cfg: RunConfig, name: str, names: list[str], what: str) -> str:
