@@ -8,7 +8,11 @@ one stay), ``modules`` the distinct modules, and ``climbs`` the stays in a modul
 layer than the stay before it (``common`` < ``core`` < ``models`` < ``data`` < ``engine`` <
 ``report`` < ``pipeline``): each is a return up the stack to finish work begun above.
 
-    python benchmarks/module_walk.py [--stage finetune|embed] [--run-dir DIR]
+    python benchmarks/module_walk.py [--stage finetune|embed] [--run-dir DIR] [--follow config]
+
+``--follow config`` keeps only the calls that receive the run configuration itself (the
+``RunConfig`` object among the called function's arguments): the walk of the run configuration
+through the package, the measure of issue 21 (14 modules, 44 stays, 16 climbs before the split).
 
 It runs the stage on the ``smoke`` profile for seed 0 (pretraining the micro CLIP first, cached,
 outside the walk); a fine-tuned model or embeddings already in ``--run-dir`` are loaded instead.
@@ -26,8 +30,9 @@ OPAQUE = {("cmakit.engine.trainer", "train"), ("cmakit.engine.embed", "images"),
           ("cmakit.engine.embed", "texts")}  # fmt: skip
 
 
-def walk(stage: str, run_dir: str) -> list[str]:
-    """The modules of every cmakit call the stage makes, in call order (see the docstring)."""
+def walk(stage: str, run_dir: str, *, follow_config: bool = False) -> list[str]:
+    """The modules of every cmakit call the stage makes, in call order (see the docstring);
+    with ``follow_config`` only the calls that are handed the run configuration."""
     from cmakit.pipeline import steps
     from cmakit.pipeline.config import resolve
 
@@ -42,7 +47,8 @@ def walk(stage: str, run_dir: str) -> list[str]:
             return
         key = (name, frame.f_code.co_name)
         if event == "call":
-            if depth["opaque"] == 0:
+            gets_cfg = not follow_config or any(v is cfg for v in frame.f_locals.values())
+            if depth["opaque"] == 0 and gets_cfg:
                 seen.append(name.removeprefix("cmakit."))
             if key in OPAQUE:
                 depth["opaque"] += 1
@@ -70,9 +76,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=["finetune", "embed"], default="finetune")
     parser.add_argument("--run-dir", default=None)
+    parser.add_argument(
+        "--follow",
+        choices=["calls", "config"],
+        default="calls",
+        help="every cmakit call, or only those handed the run configuration",
+    )
     args = parser.parse_args()
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="cmakit-walk-")
-    seen = walk(args.stage, run_dir)
+    seen = walk(args.stage, run_dir, follow_config=args.follow == "config")
     stays = [m for i, m in enumerate(seen) if i == 0 or seen[i - 1] != m]
     print(" -> ".join(stays))
     print(summarise(seen))

@@ -12,6 +12,7 @@ was built from.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -93,13 +94,29 @@ def _weights_identity(path: str) -> Any:
     return path
 
 
+@functools.cache
+def pretrained_key(world: str, model: str) -> str:
+    """The cache key of the tiny CLIP pretrained on world preset ``world`` (memoised: presets
+    are constants of the code, so a stage asks for the key instead of rebuilding both configs)."""
+    from cmakit.data.world import world_config
+    from cmakit.engine.pretrain import pretrain_config, pretrain_key
+
+    return pretrain_key(world_config(world), pretrain_config(world, model=model))
+
+
+@functools.cache
+def world_key(world: str, split_seed: int) -> dict[str, Any]:
+    """The cache key of world preset ``world`` with its samples drawn by ``split_seed``
+    (memoised, as :func:`pretrained_key`; callers only read it)."""
+    from cmakit.data.world import world_config
+
+    return world_config(world, split_seed=split_seed).cache_key()
+
+
 def base_model_key(cfg: RunConfig) -> str:
     """The zero-shot model: the pretrained tiny CLIP's cache key, or the paper's weights file."""
     if cfg.embedded:
-        from cmakit.data.world import world_config
-        from cmakit.engine.pretrain import pretrain_config, pretrain_key
-
-        return pretrain_key(world_config(cfg.world), pretrain_config(cfg.world, model=cfg.model))
+        return pretrained_key(cfg.world, cfg.model)
     return fingerprint("base", cfg.model, _weights_identity(cfg.pretrained))
 
 
@@ -107,9 +124,7 @@ def data_key(cfg: RunConfig, seed: int) -> str:
     """The benchmark of ``seed`` (the world's samples are drawn with it; paper data are fixed)."""
     fields = _fields(cfg, "data")
     if cfg.embedded:
-        from cmakit.data.world import world_config
-
-        return fingerprint("data", fields, world_config(cfg.world, split_seed=seed).cache_key())
+        return fingerprint("data", fields, world_key(cfg.world, seed))
     return fingerprint("data", fields)
 
 

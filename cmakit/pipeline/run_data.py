@@ -126,13 +126,16 @@ def load_world(cfg: RunConfig, seed: int | None = None, *, cache_dir: Path | Non
     Worlds are cached (``<cache>/worlds/<fingerprint>.pt``), so every notebook and every later
     run loads the same bytes instead of generating them again.
     """
+    from cmakit.pipeline.products import world_key
+
+    folder = tag_cache(cache_root(cache_dir or (cfg.cache_dir or None))) / "worlds"
+    key = world_key(cfg.world, 0 if seed is None else seed)
+    path = folder / f"{fingerprint(key)}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=False)
     from cmakit.data.world import build_world, world_config
 
     wcfg = world_config(cfg.world, **({} if seed is None else {"split_seed": seed}))
-    folder = tag_cache(cache_root(cache_dir or (cfg.cache_dir or None))) / "worlds"
-    path = folder / f"{fingerprint(wcfg.cache_key())}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=False)
     # another split seed of the same corpus: reuse its pretraining split (same bytes)
     sibling = folder / f"{fingerprint(wcfg.cache_key() | {'split_seed': 0})}.pt"
     reuse = torch.load(sibling, weights_only=False) if sibling.is_file() else None
@@ -178,6 +181,23 @@ def run_data(cfg: RunConfig, seed: int, preprocess: Callable | None = None) -> B
     return paper_benchmark(cfg, preprocess)
 
 
+def train_pairs(cfg: RunConfig, seed: int, tokenizer: Callable, template: str) -> Dataset:
+    """The fine-tuning pairs ``(image, tokens)`` of ``seed``, without building the rest of the
+    benchmark on the embedded world (its OoD sets, candidates and evaluation splits)."""
+    if cfg.embedded:
+        return world_train_pairs(cfg, load_world(cfg, seed), tokenizer, template)
+    return run_data(cfg, seed).train_pairs(tokenizer, template)
+
+
+def world_train_pairs(cfg: RunConfig, world: Any, tokenizer: Callable, template: str) -> Dataset:
+    """The world's ID training pairs, the first ``cfg.train_per_class`` of each class if set."""
+    data = world.id_dataset("train", tokenizer, template)
+    if not cfg.train_per_class:
+        return data
+    keep = first_per_class(world.labels("train"), cfg.train_per_class)
+    return TensorDataset(*(t[keep] for t in data.tensors))
+
+
 def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
     """The embedded world's benchmark; ``seed`` draws the ID train/test and OoD samples."""
     world = load_world(cfg, seed)
@@ -186,11 +206,7 @@ def embedded_benchmark(cfg: RunConfig, seed: int) -> Benchmark:
     from cmakit.data.world import VAL_OOD_GROUPS
 
     def train_pairs(tokenizer: Callable, template: str) -> Dataset:
-        data = world.id_dataset("train", tokenizer, template)
-        if not cfg.train_per_class:
-            return data
-        keep = first_per_class(world.labels("train"), cfg.train_per_class)
-        return TensorDataset(*(t[keep] for t in data.tensors))
+        return world_train_pairs(cfg, world, tokenizer, template)
 
     def labelled(split: str) -> TensorDataset:
         return _named(TensorDataset(world.images(split), world.labels(split)), f"{tag}-{split}")

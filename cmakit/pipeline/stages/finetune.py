@@ -14,7 +14,7 @@ from cmakit.common.io import read_json, read_jsonl, write_json
 from cmakit.engine.trainer import TrainConfig
 from cmakit.pipeline import products
 from cmakit.pipeline.config import RunConfig, model_lam
-from cmakit.pipeline.run_data import run_data
+from cmakit.pipeline.run_data import train_pairs
 from cmakit.pipeline.stages.base_model import base_model
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def finetune(cfg: RunConfig, method: str, seed: int, *, lam: float | None = None
     else:
         model, tokenizer, _ = base_model(cfg)
         model = copy.deepcopy(model).train()
-        data = run_data(cfg, seed).train_pairs(tokenizer, cfg.train_prompt)
+        data = train_pairs(cfg, seed, tokenizer, cfg.train_prompt)
         result = train(model, data, tcfg, out_dir=out, resume=True, model_name=cfg.model)
         facts = {
             "model_path": str(result.model_path), "history_path": str(result.history_path),
