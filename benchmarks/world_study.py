@@ -14,7 +14,9 @@ by every ID class; same pretrained model and test OoD sets), and which tower fin
 NegLabel's change comes from the image features or from the text tower's drift), and the
 pretraining temperature (``temperature``: the CLIP-shaped ``cpu`` world, pretrained cold with
 two modality cones, against the warm world and recipe before it, ``cpu_warm``, which also lacks
-the species synonyms). Each cell fine-tunes with the pipeline's own
+the species synonyms), and the breadth of the ID task (``breadth``: 10 ID classes against 40,
+``cpu_broad``, the same pretrained model and OoD sets; at the same epochs the 40-class task
+trains 4 times as many steps). Each cell fine-tunes with the pipeline's own
 ``steps.finetune``, embeds with ``steps.embed`` and scores with ``cmakit.engine.evaluate``, so
 the study measures what the kit measures. Test sets are only *reported* here; no choice is
 made from them.
@@ -55,6 +57,9 @@ ID_TASKS = {"cpu": {"stripes+dots": "cpu", "plain+stripes": "cpu_plain"},
 #: ``temperature`` levels: the world preset pretrained at that temperature (``warm``: the recipe
 #: and world before the CLIP-shaped one, i.e. also without species synonyms).
 TEMPERATURES = {"cpu": {"warm": "cpu_warm", "cold": "cpu"}, "smoke": {"smoke": "smoke"}}
+#: ``breadth`` levels: the number of ID classes, and the world preset with that ID task (same
+#: pretrained model, same test and validation OoD sets; the 10 ID classes are among the 40).
+BREADTHS = {"cpu": {10: "cpu", 40: "cpu_broad"}, "smoke": {4: "smoke"}}
 #: Levels per factor and profile; the profile's own value is always one of them.
 LEVELS: dict[str, dict[str, list[Any]]] = {
     "cpu": {
@@ -69,6 +74,7 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "id_task": list(ID_TASKS["cpu"]),
         "tower": ["both", "image", "text"],
         "temperature": list(TEMPERATURES["cpu"]),
+        "breadth": list(BREADTHS["cpu"]),
     },
     "smoke": {
         "lr": [1e-3, 3e-3],
@@ -82,10 +88,11 @@ LEVELS: dict[str, dict[str, list[Any]]] = {
         "id_task": list(ID_TASKS["smoke"]),
         "tower": ["both", "image", "text"],
         "temperature": list(TEMPERATURES["smoke"]),
+        "breadth": list(BREADTHS["smoke"]),
     },
 }
 DEFAULT_FACTORS = ("lam", "neg_fraction", "neg_kind", "lr", "epochs", "data", "model", "world",
-                   "id_task", "tower", "temperature")  # fmt: skip
+                   "id_task", "tower", "temperature", "breadth")  # fmt: skip
 #: Columns of every table: (key, header); metrics are percent except the gap.
 COLUMNS = (("id_accuracy", "ID acc."), ("modality_gap", "gap"),
            ("neglabel_near_fpr95", "NL near FPR95"), ("neglabel_near_auroc", "NL near AUROC"),
@@ -126,6 +133,8 @@ def _variant(base: RunConfig, factor: str, level: Any, base_steps: int) -> RunCo
         return dataclasses.replace(base, world=ID_TASKS[base.profile][level])
     if factor == "temperature":
         return dataclasses.replace(base, world=TEMPERATURES[base.profile][level])
+    if factor == "breadth":
+        return dataclasses.replace(base, world=BREADTHS[base.profile][int(level)])
     if factor == "data":  # same number of steps, fewer distinct images
         return dataclasses.replace(base, train_per_class=int(level), finetune_epochs=10_000,
                                    finetune_max_steps=base_steps)  # fmt: skip

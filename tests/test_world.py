@@ -41,7 +41,9 @@ from cmakit.data.world.sanity import in_disguise, max_iou
 
 SMOKE = world_config("smoke")
 #: Every world preset of the profiles and the study.
-EVERY_WORLD = [world_config(p) for p in ("cpu", "cpu_plain", "cpu_warm", "shapes")] + [SMOKE]
+EVERY_WORLD = [world_config(p) for p in ("cpu", "cpu_plain", "cpu_broad", "cpu_warm", "shapes")] + [
+    SMOKE
+]
 SPLITS = ("pretrain", "train", "val", "test", *OOD_SETS, *VAL_OOD_SETS)
 
 
@@ -402,3 +404,18 @@ def test_species_world_is_deterministic(species_world):
 def test_species_of_a_missing_marking_is_refused():
     with pytest.raises(ConfigError, match="add it there"):
         world_config("cpu", markings=("stripes",))
+
+
+def test_the_broad_id_task_keeps_the_model_and_the_ood_sets_and_adds_30_classes():
+    """The study's breadth factor: 40 ID classes, cpu's 10 among them, on the same pretrained
+    model and against the same test and validation OoD sets, none of which is an ID class."""
+    from cmakit.pipeline.products import pretrained_key
+
+    cpu, broad = world_config("cpu"), world_config("cpu_broad")
+    assert len(set(broad.id_classes)) == broad.num_id_classes == 40
+    assert set(cpu.id_classes) < set(broad.id_classes)
+    assert pretrained_key("cpu", "cmakit-tiny-rn") == pretrained_key("cpu_broad", "cmakit-tiny-rn")
+    for field in ("near_classes", "val_near_classes", "far_object_classes",
+                  "val_far_object_classes", "far_texture_classes"):  # fmt: skip
+        assert getattr(broad, field) == getattr(cpu, field), field
+        assert not set(getattr(broad, field)) & set(broad.id_classes), field

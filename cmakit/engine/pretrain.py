@@ -159,6 +159,7 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "shapes": {"steps": 1000, "warmup_steps": 50},  # the shape world (study: vocabulary)
 }
 PRETRAIN_PRESETS["cpu_plain"] = PRETRAIN_PRESETS["cpu"]  # cpu's corpus and recipe: the same model
+PRETRAIN_PRESETS["cpu_broad"] = PRETRAIN_PRESETS["cpu"]  # likewise (40 ID classes)
 # The recipe before issue 18: one phase at open_clip's warm initial temperature (logit scale
 # ends near 20; gap 0.23): the study's temperature factor (world preset ``cpu_warm``).
 PRETRAIN_PRESETS["cpu_warm"] = {"model": "cmakit-tiny-rn", "steps": 1000, "warmup_steps": 50}

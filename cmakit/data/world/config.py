@@ -287,6 +287,24 @@ SPECIES_PLAIN_WORLD: dict[str, Any] = {
     + _species(("arrow", "crescent"), SPECIES_ID_MARKINGS),
 }
 
+# The study's ID-breadth factor (``breadth``): 40 ID classes instead of 10, on the same
+# pretraining corpus (the same pretrained model) and against the same test and validation OoD
+# sets. The 10 ID species of ``cpu`` are among them; the other 30 are the ID bodies with three
+# more markings, cross, ring and diamond with waves and grid, and oval, rectangle and trapezoid
+# with stripes, dots and waves: none is a test or validation OoD class (their near-OoD siblings
+# stay siblings: an ID body with an unseen marking, an ID marking on a body seen with others).
+SPECIES_BROAD_ID: tuple[str, ...] = (
+    _species(SPECIES_BODIES, SPECIES_ID_MARKINGS)
+    + _species(SPECIES_BODIES, ("waves", "grid", "speckles"))
+    + _species(("cross", "ring", "diamond"), ("waves", "grid"))
+    + _species(("oval", "rectangle", "trapezoid"), ("stripes", "dots", "waves"))
+)
+SPECIES_BROAD_WORLD: dict[str, Any] = {
+    **SPECIES_WORLD,
+    "id_classes": SPECIES_BROAD_ID,
+    "num_id_classes": len(SPECIES_BROAD_ID),
+}
+
 WORLD_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "image_size": 16,
@@ -303,6 +321,7 @@ WORLD_PRESETS: dict[str, dict[str, Any]] = {
     # "vocabulary" factor compares it with the species world.
     "shapes": {},
     "cpu_plain": {**SPECIES_PLAIN_WORLD},  # the study's id_task factor (see above)
+    "cpu_broad": {**SPECIES_BROAD_WORLD},  # the study's breadth factor: 40 ID classes
     # The species world as it was before the CLIP-shaped recipe (no synonyms: 157 negative
     # labels), pretrained warm: the study's temperature factor compares it with ``cpu``.
     "cpu_warm": {**SPECIES_WORLD, "species_synonyms": 0},
