@@ -281,6 +281,14 @@ def _embed_argv(tree: Path, *extra: str) -> list[str]:
             "--ood-sets", "mos-SUN", "--num-workers", "0", "--device", "cpu", *extra]  # fmt: skip
 
 
+def test_4_an_unknown_ood_set_stops_embed_before_any_image_is_encoded(subset_tree, capsys):
+    argv = _embed_argv(subset_tree)
+    argv[argv.index("mos-SUN")] = "mos-SUN,mos-dtd"
+    assert cli.main(argv) == 1
+    assert "Unknown MOS set 'dtd'; choose one of" in capsys.readouterr().err
+    assert not list((subset_tree / "emb").rglob("*.npz"))  # nothing encoded, not even ID
+
+
 def test_4_and_7_second_embed_hits_the_cache_on_an_imagenet_subset(subset_tree, monkeypatch):
     from cmakit.engine.embed import EmbeddingCache
     from cmakit.models.transforms import paper_transform_key

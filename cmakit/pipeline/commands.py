@@ -330,8 +330,9 @@ def run_embed(run: EmbedRun) -> dict[str, Any]:
                                 "bad_images": {}, "bad_paths": {}}  # fmt: skip
     specs = [run.id_set] + [s.strip() for s in run.ood_sets.split(",") if s.strip()]
     key = paper_transform_key(model.visual.image_size)  # load_clip's test transform
-    for spec in specs:
-        data = open_image_set(spec, run, preprocess, names)
+    # every set is opened (names checked, folders listed) before the first image is encoded
+    sets = {spec: open_image_set(spec, run, preprocess, names) for spec in specs}
+    for spec, data in sets.items():
         enc = cache.images(model, data, preprocessing=key, **opts)
         entry = str(cache.last_path.relative_to(out))
         manifest["bad_images"][spec], manifest["bad_paths"][spec] = (
