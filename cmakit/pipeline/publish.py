@@ -31,8 +31,8 @@ from cmakit.pipeline.references import (
 )
 from cmakit.report.writers import to_markdown
 
-FIGURES = ("world_samples", "pretraining_curve", "training_curves", "pca_panels", "gap_direction", "gap_shift",
-           "ablation", "auroc_neglabel", "auroc_mcm")  # fmt: skip
+FIGURES = ("world_samples", "pretraining_curve", "training_curves", "pca_panels", "gap_direction",
+           "gap_direction_lambda", "gap_shift", "ablation", "auroc_neglabel", "auroc_mcm")  # fmt: skip
 TABLES = ("benchmark_neglabel", "benchmark_mcm", "benchmark_csp_vs_neglabel", "id_accuracy",
           "geometry", "ablation")  # fmt: skip
 #: The profile whose results the README shows.

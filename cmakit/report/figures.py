@@ -133,6 +133,7 @@ def plot_pca_panels(
     explained: Sequence[float] | None = None,
     title: str = "Joint PCA of image and text embeddings",
     axis_labels: Sequence[str] = ("PC1", "PC2"),
+    panel: float = 4.0,
 ) -> Figure:
     """One scatter panel per model of 2-D projected embeddings (the paper's Figure 4 analogue).
 
@@ -145,6 +146,7 @@ def plot_pca_panels(
         explained: Variance fractions of the two axes, printed in the axis labels.
         title: Figure title.
         axis_labels: Names of the two axes (e.g. the gap direction and a residual PC).
+        panel: Width of one panel, inches (its height follows the data's aspect).
 
     Returns:
         The figure.
@@ -152,7 +154,7 @@ def plot_pca_panels(
     keys = list(dict.fromkeys(k for layers in projections.values() for k in layers))
     styles = _layer_styles(keys)
     with figure_style():
-        fig, axes = new_figure(1, len(projections), panel=(4.0, 4.0))
+        fig, axes = new_figure(1, len(projections), panel=(panel, panel))
         for ax, (model, layers) in zip(axes[0], projections.items(), strict=True):
             for key, (label, color, marker, size, alpha) in styles.items():
                 if key in layers:
@@ -168,8 +170,8 @@ def plot_pca_panels(
         _share_limits(axes[0])
         # Equal aspect: fit the figure's height to the data, so flat clouds leave no blank band.
         (x0, x1), (y0, y1) = axes[0][0].get_xlim(), axes[0][0].get_ylim()
-        height = float(np.clip(3.4 * (y1 - y0) / max(x1 - x0, 1e-12), 1.0, 4.0))
-        fig.set_size_inches(4.0 * len(projections), height + 1.5)
+        height = float(np.clip(0.85 * panel * (y1 - y0) / max(x1 - x0, 1e-12), 1.0, panel))
+        fig.set_size_inches(panel * len(projections), height + 1.5)
         handles, labels = axes[0][0].get_legend_handles_labels()
         legend = fig.legend(handles, labels, loc="outside lower center",
                             ncols=min(len(labels), 4), markerscale=1.6, frameon=False)  # fmt: skip
