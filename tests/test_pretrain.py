@@ -185,11 +185,24 @@ def test_two_phase_schedule_runs_every_step_and_ends_cold(cache, world):
     assert float(model.logit_scale.detach().exp()) > 60
 
 
+def test_a_held_cold_scale_stays_put_and_fine_tuning_learns_it_again(cache, world):
+    cfg = pretrain_config("smoke", init_logit_scale=80.0, warm_steps=10, hold_logit_scale=True,
+                          progress=False)  # fmt: skip
+    model, _, info = pretrain_clip(WORLD, cfg, cache_dir=cache, world=world)
+    history = (cache / "pretrain" / f"{cfg.model}-{info['key']}" / "history.jsonl").read_text()
+    scales = [json.loads(line)["logit_scale"] for line in history.splitlines()]
+    assert scales[9] < 20 and scales[10:] == pytest.approx([80.0] * 20, rel=1e-5)
+    assert model.logit_scale.requires_grad  # a parameter again for fine-tuning
+    assert "hold_logit_scale" in cfg.cache_key()
+    assert "hold_logit_scale" not in pretrain_config("smoke").cache_key()  # older keys kept
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"warm_steps": 5}, "needs init_logit_scale"),
         ({"warm_steps": 30, "init_logit_scale": 50.0}, "must be < steps=30"),
+        ({"hold_logit_scale": True}, "hold_logit_scale needs init_logit_scale"),
     ],
 )
 def test_bad_two_phase_schedule(params, message):

@@ -76,6 +76,11 @@ class PretrainConfig:
             the model's own (warm) initial temperature, which learns fast; then the logit scale
             is set to ``init_logit_scale`` and the other ``steps - warm_steps`` run with their
             own warm-up and cosine (data order seeded ``seed + 1000``). 0: one phase.
+        hold_logit_scale: Keep ``exp(logit_scale)`` fixed at ``init_logit_scale`` (not learned)
+            from where the schedule sets it: the cold phase, or the whole run without
+            ``warm_steps``. CLIP's learned scale ends at its cap of 100; learned here, AdamW's
+            weight decay (on every parameter, as in :mod:`cmakit.engine.trainer`) pulls a short
+            cold phase's scale from 100 down to ~70. Fine-tuning learns it again.
         seed: Seed of initialisation and data order.
         threads: ``torch.set_num_threads`` during pretraining; 0 leaves torch's default.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -91,6 +96,7 @@ class PretrainConfig:
     max_logit_scale: float = 100.0
     init_logit_scale: float | None = None
     warm_steps: int = 0
+    hold_logit_scale: bool = False
     seed: int = 0
     threads: int = 2
     device: str = "cpu"
@@ -121,14 +127,18 @@ class PretrainConfig:
             )
         if self.warm_steps < 0:
             raise ConfigError(f"warm_steps={self.warm_steps} must be >= 0.")
+        if self.hold_logit_scale and self.init_logit_scale is None:
+            raise ConfigError("hold_logit_scale needs init_logit_scale (the scale to hold).")
 
     def cache_key(self) -> dict[str, Any]:
         """The fields that change the weights (not threads, device or the progress bar).
 
-        ``init_logit_scale=None`` and ``warm_steps=0`` are left out, so recipes older than
-        these fields keep their key.
+        ``init_logit_scale=None``, ``warm_steps=0`` and ``hold_logit_scale=False`` are left out,
+        so recipes older than these fields keep their key.
         """
         skip = {"threads", "device", "progress"}
+        if not self.hold_logit_scale:
+            skip.add("hold_logit_scale")
         if self.init_logit_scale is None:
             skip.add("init_logit_scale")
         if not self.warm_steps:
@@ -217,11 +227,12 @@ def _set_logit_scale(model: torch.nn.Module, scale: float) -> None:
         model.logit_scale.fill_(math.log(scale))
 
 
-def _phases(cfg: PretrainConfig) -> list[tuple[int, float | None]]:
-    """``(steps, logit scale set before them or None)`` of each phase of the schedule."""
+def _phases(cfg: PretrainConfig) -> list[tuple[int, float | None, bool]]:
+    """``(steps, logit scale set before them or None, scale held)`` of each phase."""
     if not cfg.warm_steps:
-        return [(cfg.steps, None)]
-    return [(cfg.warm_steps, None), (cfg.steps - cfg.warm_steps, cfg.init_logit_scale)]
+        return [(cfg.steps, None, cfg.hold_logit_scale)]
+    return [(cfg.warm_steps, None, False),
+            (cfg.steps - cfg.warm_steps, cfg.init_logit_scale, cfg.hold_logit_scale)]  # fmt: skip
 
 
 def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> dict[str, Any]:
@@ -233,9 +244,10 @@ def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> d
     data = world.pretrain_dataset(tokenizer, uint8=True)
     t_tok = time.perf_counter() - t0
     wall, steps, history = 0.0, 0, []
-    for k, (n, scale) in enumerate(_phases(cfg)):
+    for k, (n, scale, held) in enumerate(_phases(cfg)):
         if scale is not None:
             _set_logit_scale(model, scale)  # a resumed phase restores its own weights
+        model.logit_scale.requires_grad_(not held)  # a held scale is no parameter of AdamW
         warmup = min(cfg.warmup_steps, n - 1)
         tcfg = TrainConfig(
             lam=0.0, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=warmup,
@@ -245,7 +257,10 @@ def _train(model, world: World, tokenizer, cfg: PretrainConfig, work: Path) -> d
             checkpoint_every_steps=max(1, n // 10), keep_checkpoints=2,
         )  # fmt: skip
         out = work if k == 0 else work / f"phase{k}"
-        result = train(model, data, tcfg, out_dir=out, resume=True, model_name=cfg.model)
+        try:
+            result = train(model, data, tcfg, out_dir=out, resume=True, model_name=cfg.model)
+        finally:
+            model.logit_scale.requires_grad_(True)  # fine-tuning learns the scale
         wall, steps = wall + result.wall_time_s, steps + result.final_step
         history += Path(result.history_path).read_text().splitlines()
     history_path = work / "history-all.jsonl"
