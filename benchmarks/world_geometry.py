@@ -49,6 +49,9 @@ MAX_PAIRS = 1000 * 256
 BEFORE = {"world": {"species_synonyms": 0},
           "pretrain": {"init_logit_scale": None, "warm_steps": 0}}  # fmt: skip
 SYN = {"species_synonyms": 2}
+W600, W650, W700 = ({"init_logit_scale": 100.0, "warm_steps": n} for n in (600, 650, 700))
+LR4E3_HOLD = {"lr": 4e-3, "hold_logit_scale": True}
+B128 = {"init_logit_scale": 100.0, "steps": 2000, "batch_size": 128}
 CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "base": {"world": {}, "pretrain": {}},  # the recipe before issue 18
     "s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0}},
@@ -62,14 +65,28 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     # two phases: warm (open_clip's 1/0.07) for warm_steps, then cold (100) for the rest
     "warm500_s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0, "warm_steps": 500}},
     "warm700_s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0, "warm_steps": 700}},
+    # second round: the cold phase's scale held at 100 (AdamW's weight decay pulls a learned one
+    # to ~70), a higher learning rate, smaller batches (the same pairs)
+    "warm700_s100_hold": {"world": SYN, "pretrain": {**W700, "hold_logit_scale": True}},
+    "warm900_s100": {"world": SYN, "pretrain": {"init_logit_scale": 100.0, "warm_steps": 900}},
+    "warm700_s100_lr4e3": {"world": SYN, "pretrain": {**W700, "lr": 4e-3}},
+    "warm700_s100_lr4e3_hold": {"world": SYN, "pretrain": {**W700, **LR4E3_HOLD}},
+    "b128_warm1400_s100": {"world": SYN, "pretrain": {**B128, "warm_steps": 1400}},
+    "b128_warm1400_s100_hold": {
+        "world": SYN,
+        "pretrain": {**B128, "warm_steps": 1400, "hold_logit_scale": True},
+    },
+    "warm600_s100_lr4e3_hold": {"world": SYN, "pretrain": {**W600, **LR4E3_HOLD}},
+    "warm650_s100_lr4e3_hold": {"world": SYN, "pretrain": {**W650, **LR4E3_HOLD}},
 }
 
 
-def measure(name: str, spec: dict[str, dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+def measure(name: str, spec: dict[str, dict[str, Any]], *, seed: int = 0,
+            threads: int = 1) -> dict[str, Any]:  # fmt: skip
     """Pretrain (or load) one candidate and measure every target on validation data."""
     wcfg = world_config("cpu", **spec["world"])
     pcfg = pretrain_config(
-        "cpu", **{"model": MODEL, "threads": 1, "seed": seed, **spec["pretrain"]}
+        "cpu", **{"model": MODEL, "threads": threads, "seed": seed, **spec["pretrain"]}
     )
     log.info("[%s] building the world (%s)", name, spec["world"] or "cpu preset")
     world = build_world(wcfg)
@@ -88,7 +105,7 @@ def measure(name: str, spec: dict[str, dict[str, Any]], *, seed: int = 0) -> dic
         "name": name, "seed": seed, "spec": spec, **geo,
         "met": sum(bool(r["met"]) for r in geo["targets"]), "pairs": pcfg.steps * pcfg.batch_size,
         "model": pcfg.model, "pretrain_s": info["train_s"], "s_per_step": info["s_per_step"],
-        "cached": info["cached"], "threads": 1, "loadavg_before": load0, "loadavg_after": load1,
+        "cached": info["cached"], "threads": threads, "loadavg_before": load0, "loadavg_after": load1,
         "flyp_s": flyp_s, "loss_last": info["loss_last"],
     }  # fmt: skip
 
@@ -139,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated candidates (default all)")
     parser.add_argument("--seed", type=int, default=0, help="pretraining and FLYP seed")
     parser.add_argument("--out", default="runs/world_geometry", help="results folder")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (the pipeline pretrains with 2)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     names = [n for n in args.only.split(",") if n] or list(CANDIDATES)
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown:
@@ -153,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(r["name"] == name and r["seed"] == args.seed for r in done):
             continue
         t0 = time.perf_counter()
-        record = measure(name, CANDIDATES[name], seed=args.seed)
+        record = measure(name, CANDIDATES[name], seed=args.seed, threads=args.threads)
         log.info("[%s] done in %.0f s: %d/%d targets met", name, time.perf_counter() - t0,
                  record["met"], len(GEOMETRY_TARGETS))  # fmt: skip
         with path.open("a") as fh:
