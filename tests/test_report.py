@@ -357,3 +357,35 @@ def test_paper_profile_labels_our_block_by_its_data(mos_summary):
     both = paper_beside(id_accuracy_table(summary), "table3_id_accuracy")
     assert both["source"].iloc[0] == "ours (ImageNet-1k, ViT-B/16)"
     assert any("Table 3" in note and "CVPR 2025" in note for note in both.attrs["notes"])
+
+
+def test_pca_panels_fit_their_axes_on_the_id_images_and_the_texts():
+    """The figure's axes come from ID images, ID prompts and negative labels; OoD images are
+    projected onto them, so a large OoD set spread along another direction cannot hide the gap."""
+    from cmakit.core.geometry import pca_axes
+    from cmakit.engine.bundle import EmbeddingBundle
+    from cmakit.pipeline.results import PCA_FIT_LAYERS, pca_layers, pca_projections
+
+    rng = np.random.default_rng(0)
+    d = 16
+
+    def unit(n, shift, scale=0.3):
+        x = scale * rng.normal(size=(n, d)) + shift
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    gap, spread = np.eye(d)[0], np.eye(d)[1]
+    base = np.eye(d)[2] * 2.0
+    ood = unit(900, base, 0.05) + 3.0 * rng.normal(size=(900, 1)).astype(np.float32) * spread
+    emb = EmbeddingBundle(
+        id_images=unit(300, base + 0.6 * gap), id_labels=rng.integers(0, 4, 300),
+        id_texts=unit(4, base - 0.6 * gap), neg_texts=unit(200, base - 0.6 * gap),
+        logit_scale=100.0, ood={"far": ood},
+    )  # fmt: skip
+    proj, explained = pca_projections({"m": emb}, seed=0)
+    layers = pca_layers(emb, seed=0)
+    mean, axes, ratio = pca_axes(*[np.asarray(layers[k], np.float64) for k in PCA_FIT_LAYERS])
+    assert abs(axes[0] @ gap) > 0.9  # the first axis is the modality gap ...
+    np.testing.assert_allclose(proj["m"]["ood:far"], (layers["ood:far"] - mean) @ axes.T,
+                               atol=1e-6)  # fmt: skip  ... and OoD images are projected on it
+    assert explained["m"] == pytest.approx(list(ratio))
+    assert proj["m"]["id_images"][:, 0].mean() * proj["m"]["neg_texts"][:, 0].mean() < 0

@@ -7,6 +7,7 @@ in a table can be traced to a file) and the λ ablation into the documents of th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +38,36 @@ def fingerprints(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
+#: The layers whose PCA gives the axes of notebook 4's panels: the ID images and the texts
+#: (ID prompts and negative labels). OoD images are projected onto those axes, not fitted: the
+#: paper's figure is a PCA of ID image and text embeddings, and three OoD sets would otherwise
+#: outweigh the ID images and steer the axes.
+PCA_FIT_LAYERS = ("id_images", "id_texts", "neg_texts")
+
+
 def pca_projections(
-    embs: dict[str, EmbeddingBundle], *, max_points: int = 400, seed: int = 0
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[float]]]:
-    """Per model, a joint PCA of its four layers (:func:`pca_layers`) onto two axes.
+    embs: dict[str, EmbeddingBundle], *, max_points: int = 400, seed: int = 0,
+    fit: Sequence[str] = PCA_FIT_LAYERS,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[float]]]:  # fmt: skip
+    """Per model, every layer of :func:`pca_layers` projected onto two principal axes fitted on
+    the layers named in ``fit`` (those the model has).
 
     Returns:
-        ``({model: {layer: [n, 2]}}, {model: [explained variance of axis 1, axis 2]})``.
+        ``({model: {layer: [n, 2]}}, {model: [explained variance of axis 1, axis 2]})``; the
+        variance fractions are those of the fitted layers.
     """
-    from cmakit.core.geometry import joint_pca
+    from cmakit.core.geometry import pca_axes
 
     projections, explained = {}, {}
     for model, emb in embs.items():
-        layers = pca_layers(emb, max_points=max_points, seed=seed)
-        proj, ratio = joint_pca(*layers.values(), n_components=2)
-        projections[model] = dict(zip(layers, proj, strict=True))
+        layers = {k: np.asarray(v, dtype=np.float64)
+                  for k, v in pca_layers(emb, max_points=max_points, seed=seed).items()}  # fmt: skip
+        fitted = [layers[k] for k in fit if k in layers and len(layers[k])]
+        if not fitted:
+            raise ValueError(f"None of the layers {list(fit)} to fit the PCA on; "
+                             f"{model!r} has {list(layers)}.")  # fmt: skip
+        mean, axes, ratio = pca_axes(*fitted, n_components=2)
+        projections[model] = {k: (v - mean) @ axes.T for k, v in layers.items()}
         explained[model] = [float(r) for r in ratio]
     return projections, explained
 
