@@ -385,7 +385,7 @@ def test_pca_panels_fit_their_axes_on_the_id_images_and_the_texts():
     layers = pca_layers(emb, seed=0)
     mean, axes, ratio = pca_axes(*[np.asarray(layers[k], np.float64) for k in PCA_FIT_LAYERS])
     assert abs(axes[0] @ gap) > 0.9  # the first axis is the modality gap ...
-    np.testing.assert_allclose(proj["m"]["ood:far"], (layers["ood:far"] - mean) @ axes.T,
-                               atol=1e-6)  # fmt: skip  ... and OoD images are projected on it
+    # ... and the OoD images are projected onto it
+    np.testing.assert_allclose(proj["m"]["ood:far"], (layers["ood:far"] - mean) @ axes.T, atol=1e-6)
     assert explained["m"] == pytest.approx(list(ratio))
     assert proj["m"]["id_images"][:, 0].mean() * proj["m"]["neg_texts"][:, 0].mean() < 0
