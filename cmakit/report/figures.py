@@ -155,6 +155,7 @@ def plot_pca_panels(
     styles = _layer_styles(keys)
     with figure_style():
         fig, axes = new_figure(1, len(projections), panel=(panel, panel))
+        fig.get_layout_engine().set(h_pad=0.12)  # room between the title and the panel titles
         for ax, (model, layers) in zip(axes[0], projections.items(), strict=True):
             for key, (label, color, marker, size, alpha) in styles.items():
                 if key in layers:
