@@ -60,8 +60,7 @@ def pca_projections(
 
     projections, explained = {}, {}
     for model, emb in embs.items():
-        layers = {k: np.asarray(v, dtype=np.float64)
-                  for k, v in pca_layers(emb, max_points=max_points, seed=seed).items()}  # fmt: skip
+        layers = pca_layers(emb, max_points=max_points, seed=seed)
         fitted = [layers[k] for k in fit if k in layers and len(layers[k])]
         if not fitted:
             raise ValueError(f"None of the layers {list(fit)} to fit the PCA on; "
